@@ -1,0 +1,3 @@
+"""netdoctor: a read-only network doctor for Docker containers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,90 @@
+"""The Engine API, through the docker SDK (imported only when a container is involved)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from netdoctor.facts.docker import Attachment, ContainerInfo, NetworkInfo, container_from_attrs, network_from_attrs
+
+
+class DockerUnavailable(Exception):
+    """The engine cannot be reached: netdoctor cannot check containers at all (exit 3)."""
+
+
+class ContainerNotFound(LookupError):
+    pass
+
+
+def engine_address() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+class DockerSession:
+    """One connection per run; network inspections cached, since many targets share networks."""
+
+    def __init__(self) -> None:
+        self._client = None
+        self._lock = threading.Lock()
+        self._networks: dict[str, NetworkInfo] = {}
+
+    @property
+    def client(self):
+        with self._lock:
+            if self._client is None:
+                import docker  # heavy: only here
+
+                try:
+                    client = docker.from_env(version="auto", timeout=10)
+                    client.ping()
+                except Exception as exc:
+                    raise DockerUnavailable(f"the Docker engine at {engine_address()} is not reachable ({_reason(exc)})") from None
+                self._client = client
+            return self._client
+
+    def container(self, name: str) -> ContainerInfo:
+        import docker.errors
+
+        try:
+            return container_from_attrs(self.client.api.inspect_container(name))
+        except docker.errors.NotFound:
+            raise ContainerNotFound(f"no container named or with id {name!r} on {engine_address()}") from None
+        except docker.errors.APIError as exc:
+            raise DockerUnavailable(f"the Docker engine refused to inspect {name!r}: {exc.explanation}") from None
+
+    def containers(self, filters: dict | None = None, all: bool = False) -> list[ContainerInfo]:
+        found = self.client.api.containers(all=all, filters=filters or {})
+        result = []
+        for summary in found:
+            try:
+                result.append(self.container(summary["Id"]))
+            except ContainerNotFound:  # removed between list and inspect
+                continue
+        return result
+
+    def network(self, name_or_id: str) -> NetworkInfo:
+        with self._lock:
+            cached = self._networks.get(name_or_id)
+        if cached is None:
+            cached = network_from_attrs(self.client.api.inspect_network(name_or_id))
+            with self._lock:
+                self._networks[name_or_id] = cached
+        return cached
+
+    def networks_of(self, container: ContainerInfo) -> list[tuple[Attachment, NetworkInfo]]:
+        return [(a, self.network(a.network_id or a.network)) for a in container.attachments]
+
+    def info(self) -> dict:
+        return self.client.info()
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if "No such file" in text or "FileNotFoundError" in text:
+        return "no socket there: is dockerd running?"
+    if "Permission denied" in text:
+        return "permission denied on the socket: run as root or join the docker group"
+    if "Connection refused" in text:
+        return "connection refused: is dockerd running?"
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+

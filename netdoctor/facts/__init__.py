@@ -1,0 +1,52 @@
+"""Facts: what netdoctor reads about a namespace, the host's firewall and Docker, gathered once per run."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from typing import Any, Callable
+
+from netdoctor.facts import firewall
+from netdoctor.facts.namespace import NamespaceFacts, gather, read_sysctl
+from netdoctor.netns import NamespaceWorker
+
+
+class NamespaceView:
+    """Everything read from one network namespace, each piece read on first use and then shared."""
+
+    def __init__(self, worker: NamespaceWorker, label: str):
+        self.worker = worker
+        self.path = worker.path
+        self.label = label
+        self._cache: dict[str, Any] = {}
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._guard = threading.Lock()
+
+    def _once(self, key: str, compute: Callable[[], Any]) -> Any:
+        with self._guard:
+            lock = self._locks[key]
+        with lock:
+            if key not in self._cache:
+                try:
+                    self._cache[key] = (True, compute())
+                except Exception as exc:  # remembered, so every check sees the same failure once
+                    self._cache[key] = (False, exc)
+            ok, value = self._cache[key]
+        if not ok:
+            raise value
+        return value
+
+    @property
+    def facts(self) -> NamespaceFacts:
+        return self._once("facts", lambda: self.worker.call(gather, timeout=15))
+
+    def sysctl(self, key: str) -> str | None:
+        return self._once("sysctl " + key, lambda: self.worker.call(read_sysctl, key, timeout=5))
+
+    @property
+    def firewall(self) -> firewall.Ruleset:
+        return self._once("iptables", lambda: self.worker.call(firewall.read, timeout=15))
+
+    @property
+    def firewall6(self) -> firewall.Ruleset:
+        return self._once("ip6tables", lambda: self.worker.call(firewall.read, "ip6tables-save", timeout=15))

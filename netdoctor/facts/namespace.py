@@ -1,0 +1,182 @@
+"""One snapshot of a network namespace: links, addresses, routes and listening sockets.
+
+`gather()` must run on a thread inside the namespace (see netns.NamespaceWorker); it makes one netlink
+dump of each kind, shared by every check.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+IFF_UP = 0x1
+IFF_PROMISC = 0x100
+TCP_LISTEN = 10
+UDP_UNCONNECTED = 7  # UDP sockets report TCP_CLOSE when bound but not connected
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    kind: str            # veth, bridge, vxlan, macvlan, ... ("" for physical/loopback)
+    mtu: int
+    up: bool             # administratively up (IFF_UP)
+    operstate: str       # UP, DOWN, UNKNOWN, LOWERLAYERDOWN ...
+    promiscuity: int
+    address: str
+    master: int | None   # bridge/bond this link is enslaved to
+    peer_index: int | None  # IFLA_LINK: veth peer or macvlan/vxlan parent, maybe in another namespace
+    info: dict[str, Any] = field(default_factory=dict)  # kind-specific data (vxlan id/port/dev, macvlan mode)
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.name == "lo"
+
+
+@dataclass(frozen=True)
+class Address:
+    index: int
+    family: int
+    address: str
+    prefixlen: int
+    scope: int
+
+    @property
+    def interface(self) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+        return ipaddress.ip_interface(f"{self.address}/{self.prefixlen}")
+
+    @property
+    def is_global_v6(self) -> bool:
+        """Kernel scope "global" (ULA included: NAT66 setups route it through the host too)."""
+        return self.family == socket.AF_INET6 and self.scope == 0 and not self.interface.ip.is_link_local
+
+
+@dataclass(frozen=True)
+class Route:
+    family: int
+    dst: str             # "default" or "10.0.0.0/24"
+    gateway: str | None
+    oif: int | None
+    table: int
+    mtu: int | None      # RTAX_MTU metric, when the route sets one
+    priority: int
+
+    @property
+    def is_default(self) -> bool:
+        return self.dst == "default"
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network("0.0.0.0/0" if self.is_default and self.family == socket.AF_INET
+                                    else "::/0" if self.is_default else self.dst, strict=False)
+
+
+@dataclass(frozen=True)
+class Listener:
+    proto: str           # tcp or udp
+    family: int
+    address: str
+    port: int
+
+    @property
+    def loopback_only(self) -> bool:
+        return ipaddress.ip_address(self.address).is_loopback
+
+    @property
+    def wildcard(self) -> bool:
+        return ipaddress.ip_address(self.address).is_unspecified
+
+
+@dataclass(frozen=True)
+class NamespaceFacts:
+    links: tuple[Link, ...]
+    addresses: tuple[Address, ...]
+    routes: tuple[Route, ...]
+    listeners: tuple[Listener, ...]
+
+    def link(self, index: int | None = None, name: str | None = None) -> Link | None:
+        return next((l for l in self.links if (index is not None and l.index == index) or l.name == name), None)
+
+    def addresses_of(self, index: int, family: int | None = None) -> list[Address]:
+        return [a for a in self.addresses if a.index == index and (family is None or a.family == family)]
+
+    def default_routes(self, family: int = socket.AF_INET) -> list[Route]:
+        return sorted((r for r in self.routes if r.family == family and r.is_default), key=lambda r: r.priority)
+
+    def route_to(self, address: str) -> Route | None:
+        """Longest-prefix match in the main table (no packet sent, no kernel lookup)."""
+        ip = ipaddress.ip_address(address)
+        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        candidates = [r for r in self.routes if r.family == family and ip in r.network]
+        return max(candidates, key=lambda r: (r.network.prefixlen, -r.priority), default=None)
+
+    def egress_mtu(self, route: Route) -> int | None:
+        """MTU of the path a route takes: the route's own mtu metric, else its device's MTU."""
+        link = self.link(index=route.oif) if route.oif else None
+        mtus = [m for m in (route.mtu, link.mtu if link else None) if m]
+        return min(mtus) if mtus else None
+
+    def has_global_v6(self) -> bool:
+        return any(a.is_global_v6 for a in self.addresses)
+
+
+def _link(msg) -> Link:
+    linkinfo = msg.get_attr("IFLA_LINKINFO")
+    kind = linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo else None
+    data = linkinfo.get_attr("IFLA_INFO_DATA") if linkinfo else None
+    info = {}
+    if data is not None and hasattr(data, "get_attrs"):
+        info = {name: value for name, value in data.get("attrs", []) if not isinstance(value, (dict, list))}
+    return Link(index=msg["index"], name=msg.get_attr("IFLA_IFNAME"), kind=kind or "",
+                mtu=msg.get_attr("IFLA_MTU") or 0, up=bool(msg["flags"] & IFF_UP),
+                operstate=msg.get_attr("IFLA_OPERSTATE") or "UNKNOWN",
+                promiscuity=msg.get_attr("IFLA_PROMISCUITY") or 0,
+                address=msg.get_attr("IFLA_ADDRESS") or "", master=msg.get_attr("IFLA_MASTER"),
+                peer_index=msg.get_attr("IFLA_LINK"), info=info)
+
+
+def _route(msg) -> Route:
+    dst = msg.get_attr("RTA_DST")
+    metrics = msg.get_attr("RTA_METRICS")
+    mtu = metrics.get_attr("RTAX_MTU") if metrics else None
+    return Route(family=msg["family"], dst=f"{dst}/{msg['dst_len']}" if dst else "default",
+                 gateway=msg.get_attr("RTA_GATEWAY"), oif=msg.get_attr("RTA_OIF"),
+                 table=msg.get_attr("RTA_TABLE") or msg["table"], mtu=mtu,
+                 priority=msg.get_attr("RTA_PRIORITY") or 0)
+
+
+def _listeners() -> list[Listener]:
+    from pyroute2 import DiagSocket
+
+    found = []
+    with DiagSocket() as diag:
+        diag.bind()
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for proto, number, state in (("tcp", socket.IPPROTO_TCP, TCP_LISTEN), ("udp", socket.IPPROTO_UDP, UDP_UNCONNECTED)):
+                for sock in diag.get_sock_stats(family=family, protocol=number, states=1 << state):
+                    found.append(Listener(proto, family, sock["idiag_src"], sock["idiag_sport"]))
+    return found
+
+
+def gather() -> NamespaceFacts:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        links = tuple(_link(m) for m in ipr.get_links())
+        addresses = tuple(Address(m["index"], m["family"], m.get_attr("IFA_ADDRESS"), m["prefixlen"], m["scope"])
+                          for m in ipr.get_addr())
+        routes = tuple(_route(m) for family in (socket.AF_INET, socket.AF_INET6)
+                       for m in ipr.get_routes(family=family, table=254) if m["type"] == 1)  # unicast, main table
+    return NamespaceFacts(links, addresses, routes, tuple(_listeners()))
+
+
+def read_sysctl(key: str) -> str | None:
+    """Read net.ipv4.ip_forward style keys from /proc/sys; /proc/sys follows the calling thread's netns."""
+    try:
+        with open("/proc/sys/" + key.replace(".", "/")) as f:
+            return f.read().strip()
+    except OSError:
+        return None

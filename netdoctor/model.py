@@ -1,0 +1,120 @@
+"""The vocabulary every layer shares: what a check is (CheckInfo) and what it found (Finding)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+
+class Status(str, enum.Enum):
+    """Outcome of one check on one target; `rank` orders them worst-last for gates and sorting."""
+
+    PASS = "pass"
+    INFO = "info"
+    SKIP = "skip"
+    WARN = "warn"
+    FAIL = "fail"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        return _STATUS_RANK[self]
+
+
+_STATUS_RANK = {Status.PASS: 0, Status.INFO: 1, Status.SKIP: 2, Status.WARN: 3, Status.FAIL: 4, Status.ERROR: 5}
+
+
+class Severity(str, enum.Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class Scope(str, enum.Enum):
+    """What a check looks at. CONTAINER checks need a Docker container; NAMESPACE checks any netns target;
+    HOST checks look only at the host and run once per run, not once per target."""
+
+    CONTAINER = "container"
+    NAMESPACE = "namespace"
+    HOST = "host"
+
+
+class Need(str, enum.Enum):
+    """Preconditions the runner verifies once, turning a missing one into a `skip` with the reason."""
+
+    ROOT = "root"            # reading other namespaces and firewall rules
+    NETNS = "netns"          # the target has a live network namespace
+    DOCKER = "docker"        # the Engine API answers and the target is a container
+    HOST_NETNS = "host_netns"  # the host's namespace can be entered
+    IPTABLES = "iptables"    # iptables-save is installed on the host
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FINDINGS = 1
+    BAD_INPUT = 2
+    CANNOT_RUN = 3
+
+
+@dataclass(frozen=True)
+class Fix:
+    summary: str
+    commands: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary, "commands": list(self.commands)}
+
+
+@dataclass(frozen=True)
+class CheckInfo:
+    id: str
+    title: str
+    scope: Scope
+    severity: Severity
+    needs: frozenset[Need]
+    explanation: str
+    func: Callable[..., Any] = field(compare=False, repr=False)
+
+    @property
+    def summary(self) -> str:
+        return self.explanation.strip().splitlines()[0] if self.explanation.strip() else self.title
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "scope": self.scope.value,
+            "severity": self.severity.value,
+            "needs": sorted(n.value for n in self.needs),
+            "summary": self.summary,
+        }
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    target: str
+    status: Status
+    severity: Severity
+    title: str
+    detail: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    fix: Fix | None = None
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        data["severity"] = self.severity.value
+        data["fix"] = self.fix.to_dict() if self.fix else {"summary": "", "commands": []}
+        data["duration_ms"] = round(self.duration_ms, 1)
+        return data
+
+
+def summarize(findings: list[Finding]) -> dict[str, int]:
+    counts = {s.value: 0 for s in (Status.PASS, Status.INFO, Status.WARN, Status.FAIL, Status.SKIP, Status.ERROR)}
+    for finding in findings:
+        counts[finding.status.value] += 1
+    return counts

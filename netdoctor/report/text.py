@@ -1,0 +1,70 @@
+"""Human-readable report: per target, findings grouped by check, worst first, with evidence and fixes."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+import click
+
+from netdoctor.model import Finding, Status, summarize
+from netdoctor.report import Reporter
+
+STYLE = {
+    Status.PASS: dict(fg="green"), Status.INFO: dict(fg="cyan"), Status.SKIP: dict(fg="bright_black"),
+    Status.WARN: dict(fg="yellow", bold=True), Status.FAIL: dict(fg="red", bold=True),
+    Status.ERROR: dict(fg="magenta", bold=True),
+}
+
+
+def summary_line(findings: list[Finding], duration_ms: float) -> str:
+    counts = summarize(findings)
+    parts = [f"{n} {status}" for status, n in counts.items() if n]
+    return f"{', '.join(parts) or 'no findings'} in {duration_ms / 1000:.1f}s"
+
+
+class TextReporter(Reporter):
+    def _style(self, text: str, status: Status) -> str:
+        return click.style(text, **STYLE[status]) if self.color else text
+
+    def _write(self, line: str = "") -> None:
+        self.stream.write(line + "\n")
+
+    def _describe(self, label: str) -> str:
+        target = next((t for t in self.targets if t.label == label), None)
+        if target is None or target.container is None:
+            return label
+        c = target.container
+        nets = ", ".join(f"{a.network} {a.ip}".strip() for a in c.attachments) or c.network_mode
+        return f"{label} ({c.status}, image {c.image}, networks: {nets or 'none'})"
+
+    def finish(self, duration_ms: float) -> None:
+        order = {t.label: i for i, t in enumerate(self.targets)}
+        by_target = sorted(self.findings, key=lambda f: (order.get(f.target, -1), f.target))
+        for label, group in groupby(by_target, key=lambda f: f.target):
+            self._write(click.style(self._describe(label), bold=True) if self.color else self._describe(label))
+            by_check: dict[str, list[Finding]] = {}
+            for finding in group:
+                by_check.setdefault(finding.check, []).append(finding)
+            worst_first = sorted(by_check.items(), key=lambda item: (-max(f.status.rank for f in item[1]), item[0]))
+            for _, findings in worst_first:
+                for finding in sorted(findings, key=lambda f: -f.status.rank):
+                    self._finding(finding)
+            self._write()
+        self._write("netdoctor: " + summary_line(self.findings, duration_ms))
+
+    def _finding(self, f: Finding) -> None:
+        badge = self._style(f"{f.status.value.upper():5}", f.status)
+        self._write(f"  {badge} {f.check:<14} {f.title}")
+        if f.status is Status.PASS:
+            return
+        indent = " " * 23
+        if f.detail:
+            for line in f.detail.splitlines():
+                self._write(indent + line)
+        if f.evidence:
+            seen = ", ".join(f"{k}={v}" for k, v in f.evidence.items())
+            self._write(f"{indent}seen: {seen}")
+        if f.fix and (f.fix.summary or f.fix.commands):
+            self._write(f"{indent}fix: {f.fix.summary}")
+            for command in f.fix.commands:
+                self._write(f"{indent}  $ {command}")
