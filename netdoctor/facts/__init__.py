@@ -36,6 +36,10 @@ class NamespaceView:
             raise value
         return value
 
+    def socket(self, family: int, type: int, proto: int = 0):
+        """A socket living in this namespace, to be used (and closed) by the caller."""
+        return self.worker.socket(family, type, proto)
+
     @property
     def facts(self) -> NamespaceFacts:
         return self._once("facts", lambda: self.worker.call(gather, timeout=15))
