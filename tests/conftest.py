@@ -11,7 +11,9 @@ import ipaddress
 import json
 import os
 import subprocess
+import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -33,11 +35,23 @@ def unique(prefix: str) -> str:
     return f"ndt{RUN_ID}-{prefix}-{uuid.uuid4().hex[:4]}"
 
 
-def _remove_leftovers(client) -> None:
+def _remove_leftovers(client, run_id: str | None = None, older_than_s: int = 3600) -> None:
+    """Remove this run's objects, or any test run's objects older than an hour (a crashed run's);
+    never a concurrent run's fresh ones."""
+    now = time.time()
+
+    def ours(labels: dict, created: str) -> bool:
+        if run_id is not None:
+            return labels.get(TEST_LABEL) == run_id
+        stamp = datetime.fromisoformat(created[:19]).replace(tzinfo=timezone.utc).timestamp()
+        return now - stamp > older_than_s
+
     for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
-        container.remove(force=True)
+        if ours(container.labels, container.attrs["Created"]):
+            container.remove(force=True)
     for network in client.networks.list(filters={"label": TEST_LABEL}):
-        network.remove()
+        if ours(network.attrs.get("Labels") or {}, network.attrs["Created"]):
+            network.remove()
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +62,7 @@ def docker_client():
     client.ping()  # no engine is a failure of the test setup, not a skip
     _remove_leftovers(client)
     yield client
-    _remove_leftovers(client)
+    _remove_leftovers(client, RUN_ID)
     client.close()
 
 
