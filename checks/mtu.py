@@ -6,6 +6,7 @@ from netdoctor.context import CheckContext
 from netdoctor.facts.docker import NetworkInfo
 from netdoctor.facts.namespace import Link
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
+from netdoctor.probes import pmtu
 from netdoctor.registry import check
 
 VXLAN_OVERHEAD = 50  # outer Ethernet + IP + UDP + VXLAN headers
@@ -54,6 +55,12 @@ def mtu(ctx: CheckContext) -> Iterator[Finding]:
     interfaces need 50 bytes of headroom below the underlay. A container veth larger than its host
     bridge is a second, local mismatch.
 
+    A suspected mismatch is then probed: DF-bit ICMP echoes of growing size from inside the target to an
+    address of its own config or one you named (--probe HOST:PORT, --peer), and the largest that made the
+    round trip goes into the evidence. Only a destination the host routes out through the egress device
+    can confirm it; the gateway of a Docker bridge is the host's own bridge address, so a probe to it
+    only covers the target -> host hop, and the evidence says so.
+
     Fix: set the MTU Docker uses (daemon.json "mtu" for the default bridge,
     `--opt com.docker.network.driver.mtu=N` or compose driver_opts for user networks), or clamp TCP MSS
     on the host (`iptables -t mangle ... -j TCPMSS --clamp-mss-to-pmtu`), which helps TCP only.
@@ -80,6 +87,11 @@ def mtu(ctx: CheckContext) -> Iterator[Finding]:
         if network is not None and (network.internal or network.driver in ("null", "host")):
             yield ctx.ok(f"{link.name}: network {network.name} does not leave the host; MTU {link.mtu} is fine")
             continue
+        if link.kind in ("macvlan", "ipvlan"):
+            # no host routing involved: frames leave by the parent, whose MTU the kernel already caps this one to
+            yield ctx.ok(f"{link.name}: {link.kind} traffic leaves directly by its parent interface; MTU {link.mtu} "
+                         "is within the parent's", evidence={"interface": link.name, "interface_mtu": link.mtu})
+            continue
         overlay = network is not None and network.driver == "overlay"
         limit = egress_mtu - VXLAN_OVERHEAD if overlay else egress_mtu
         evidence = {"interface": link.name, "interface_mtu": link.mtu, "egress_device": egress_dev,
@@ -87,6 +99,7 @@ def mtu(ctx: CheckContext) -> Iterator[Finding]:
         if link.mtu > limit:
             clamped = _has_mss_clamp(ctx)
             evidence["tcp_mss_clamp"] = clamped
+            evidence.update(pmtu.confirm(ctx, link, egress).to_evidence())
             reason = (f"{link.name} MTU {link.mtu} is larger than the host's egress path {egress_dev} "
                       f"(MTU {egress_mtu}{', minus 50 for VXLAN' if overlay else ''})")
             detail = ("Full-size packets from the target are dropped or fragmented on the way out: small requests work, "

@@ -24,6 +24,11 @@ class Options:
     host_netns: str | None = None        # --host-netns: treat this namespace as the host
 
     @property
+    def peer_names(self) -> tuple[str, ...]:
+        """--peer values without their optional :PORT."""
+        return tuple(split_peer(spec)[0] for spec in self.peers)
+
+    @property
     def check_deadline(self) -> float:
         """How long one check may take in all before it is reported as hung."""
         return 3 * self.timeout + 10
@@ -108,8 +113,10 @@ class CheckContext:
 
     def in_target(self, command: str) -> str:
         """A command to run in the target's namespace from the host (never inside the container)."""
-        if self.target.pid:
-            return f"nsenter --net=/proc/{self.target.pid}/ns/net {command}"
+        # the engine's pid is the host's; target.pid may be netdoctor's own when it runs inside the container
+        pid = self.container.pid if self.container and self.container.running else self.target.pid
+        if pid:
+            return f"nsenter --net=/proc/{pid}/ns/net {command}"
         if self.target.kind == "netns" and "/" not in self.target.name:
             return f"ip netns exec {self.target.name} {command}"
         return f"nsenter --net={self.target.netns_path} {command}"
@@ -135,6 +142,18 @@ class CheckContext:
 
     def skip(self, title: str, **kw) -> Finding:
         return self.finding(Status.SKIP, title, **kw)
+
+
+def split_peer(spec: str) -> tuple[str, int | None]:
+    """--peer NAME or NAME:PORT."""
+    name, sep, port = spec.rpartition(":")
+    return (name, int(port)) if sep and port.isdigit() else (spec, None)
+
+
+def bad_probe(spec: str) -> bool:
+    """A --probe value that is not HOST:PORT."""
+    host, sep, port = spec.rpartition(":")
+    return not (sep and host and port.isdigit())
 
 
 def is_root() -> bool:

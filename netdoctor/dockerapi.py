@@ -21,9 +21,12 @@ def engine_address() -> str:
 
 
 class DockerSession:
-    """One connection per run; network inspections cached, since many targets share networks."""
+    """One connection per run; network inspections cached, since many targets share networks.
 
-    def __init__(self) -> None:
+    `base_url` selects another engine than DOCKER_HOST's (a lab node named with `check --node`)."""
+
+    def __init__(self, base_url: str | None = None) -> None:
+        self.base_url = base_url
         self._client = None
         self._lock = threading.Lock()
         self._networks: dict[str, NetworkInfo] = {}
@@ -35,12 +38,17 @@ class DockerSession:
                 import docker  # heavy: only here
 
                 try:
-                    client = docker.from_env(version="auto", timeout=10)
+                    client = (docker.DockerClient(base_url=self.base_url, version="auto", timeout=10) if self.base_url
+                              else docker.from_env(version="auto", timeout=10))
                     client.ping()
                 except Exception as exc:
-                    raise DockerUnavailable(f"the Docker engine at {engine_address()} is not reachable ({_reason(exc)})") from None
+                    raise DockerUnavailable(f"the Docker engine at {self.address} is not reachable ({_reason(exc)})") from None
                 self._client = client
             return self._client
+
+    @property
+    def address(self) -> str:
+        return self.base_url or engine_address()
 
     def container(self, name: str) -> ContainerInfo:
         import docker.errors
@@ -48,7 +56,7 @@ class DockerSession:
         try:
             return container_from_attrs(self.client.api.inspect_container(name))
         except docker.errors.NotFound:
-            raise ContainerNotFound(f"no container named or with id {name!r} on {engine_address()}") from None
+            raise ContainerNotFound(f"no container named or with id {name!r} on {self.address}") from None
         except docker.errors.APIError as exc:
             raise DockerUnavailable(f"the Docker engine refused to inspect {name!r}: {exc.explanation}") from None
 
@@ -73,6 +81,10 @@ class DockerSession:
 
     def networks_of(self, container: ContainerInfo) -> list[tuple[Attachment, NetworkInfo]]:
         return [(a, self.network(a.network_id or a.network)) for a in container.attachments]
+
+    def all_networks(self) -> list[NetworkInfo]:
+        """Every network of the engine (the list call carries IPAM and options: no inspect per network)."""
+        return [network_from_attrs(attrs) for attrs in self.client.api.networks()]
 
     def info(self) -> dict:
         return self.client.info()

@@ -93,6 +93,20 @@ class CheckInfo:
 
 
 @dataclass(frozen=True)
+class Acceptance:
+    """The user's baseline accepts this finding until `expires` (inclusive, YYYY-MM-DD): it stays in every
+    report with its real status but does not trip the gate, unless the acceptance has expired."""
+
+    reason: str
+    expires: str
+    expired: bool = False
+
+    def describe(self) -> str:
+        return (f"acceptance expired {self.expires}: {self.reason}" if self.expired
+                else f"accepted until {self.expires}: {self.reason}")
+
+
+@dataclass(frozen=True)
 class Finding:
     check: str
     target: str
@@ -103,6 +117,7 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
     fix: Fix | None = None
     duration_ms: float = 0.0
+    accepted: Acceptance | None = None  # set from the baseline (netdoctor/config.py), never by a check
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -33,7 +33,7 @@ def _enter(path: str) -> None:
     try:
         if _libc.setns(fd, CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
-            hint = " (needs root: CAP_SYS_ADMIN)" if err == 1 else ""
+            hint = " (needs CAP_SYS_ADMIN: run netdoctor as root; in a container, add --cap-add SYS_ADMIN)" if err == 1 else ""
             raise NamespaceError(err, f"cannot enter network namespace {path}: {os.strerror(err)}{hint}")
     finally:
         os.close(fd)

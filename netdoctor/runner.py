@@ -7,6 +7,7 @@ raises becomes an `error` finding; one that outlives its deadline is reported as
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
 import threading
@@ -27,14 +28,15 @@ MAX_PARALLEL = 16
 
 def plan(checks: Iterable[CheckInfo], targets: list[Target], host: Target, explicit: bool) -> list[tuple[CheckInfo, Target]]:
     """Which check runs on which target. HOST checks run once, on the host. CONTAINER checks run on
-    container targets; on other targets only when the user asked for them by name (to say why they skip)."""
+    container targets; on other targets only when the user asked for them by name, or when the target is
+    a container netdoctor could not identify (both to say why they skip)."""
     jobs = []
     for info in checks:
         if info.scope is Scope.HOST:
             jobs.append((info, host))
             continue
         for target in targets:
-            if info.scope is Scope.CONTAINER and target.container is None and not explicit:
+            if info.scope is Scope.CONTAINER and target.container is None and not explicit and not target.unidentified:
                 continue
             jobs.append((info, target))
     return jobs
@@ -42,6 +44,8 @@ def plan(checks: Iterable[CheckInfo], targets: list[Target], host: Target, expli
 
 def unmet_need(info: CheckInfo, target: Target, session: Session) -> str | None:
     """Why this check cannot run on this target, or None. The runner asks; checks never test privileges."""
+    if info.scope is Scope.CONTAINER and target.container is None and target.unidentified:
+        return target.unidentified
     for need in sorted(info.needs, key=lambda n: n.value):
         if need is Need.ROOT and not is_root():
             return "needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN): run netdoctor with sudo"
@@ -50,6 +54,8 @@ def unmet_need(info: CheckInfo, target: Target, session: Session) -> str | None:
         if need is Need.NETNS:
             if target.netns_path is None:
                 return target.unavailable or f"{target.label} has no network namespace"
+            if not os.path.exists(target.netns_path):
+                raise TargetVanished(f"{target.label} disappeared during the run ({target.netns_path} is gone)")
             try:
                 session.view(target.netns_path, target.label)
             except (NamespaceError, OSError) as exc:
@@ -64,9 +70,16 @@ def unmet_need(info: CheckInfo, target: Target, session: Session) -> str | None:
     return None
 
 
+class TargetVanished(Exception):
+    """The target existed when named but is gone now (container removed, process exited)."""
+
+
 def _run_one(info: CheckInfo, target: Target, session: Session) -> list[Finding]:
     ctx = CheckContext(info, target, session)
-    reason = unmet_need(info, target, session)
+    try:
+        reason = unmet_need(info, target, session)
+    except TargetVanished as exc:
+        return [ctx.finding(Status.ERROR, f"{info.title}: target vanished", detail=str(exc))]
     if reason:
         return [ctx.skip(f"{info.title}: skipped", detail=reason)]
     try:
@@ -74,7 +87,7 @@ def _run_one(info: CheckInfo, target: Target, session: Session) -> list[Finding]
     except DockerUnavailable as exc:
         return [ctx.finding(Status.ERROR, f"{info.title}: Docker not reachable", detail=str(exc))]
     except NamespaceError as exc:
-        return [ctx.finding(Status.ERROR, f"{info.title}: namespace vanished", detail=str(exc))]
+        return [ctx.finding(Status.ERROR, f"{info.title}: could not enter a namespace", detail=str(exc))]
     except Exception as exc:  # a buggy check must not stop the others
         where = traceback.extract_tb(exc.__traceback__)[-1]
         return [ctx.finding(Status.ERROR, f"{info.title}: the check crashed",

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from netdoctor.facts.docker import ContainerInfo
 
 HOST_NETNS = "/proc/1/ns/net"  # PID 1's namespace is the host's, also from a container run with --pid host
+KERNEL_THREAD_NETNS = "/proc/2/ns/net"  # kthreadd: kernel threads always live in the initial namespace
 NAMED_NETNS_DIR = "/run/netns"
+CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
+DOCKER_SOCKET_FLAG = "-v /var/run/docker.sock:/var/run/docker.sock"
 
 
 class TargetError(ValueError):
@@ -24,6 +29,7 @@ class Target:
     container: ContainerInfo | None = None
     pid: int | None = None
     unavailable: str = ""          # why netns_path is None
+    unidentified: str = ""         # a container's namespace, but which container is unknown: why (checks needing it skip)
 
     @property
     def label(self) -> str:
@@ -61,18 +67,29 @@ def _sees_host_pids() -> bool:
         return False
 
 
+def _in_container() -> bool:
+    return any(os.path.exists(marker) for marker in CONTAINER_MARKERS)
+
+
 def default_host_netns() -> tuple[str | None, str]:
-    """The host's namespace: PID 1's when we can see and open it; else our own, when we are in the host's
-    PID namespace but PID 1 is shielded (some VMs' init is); else unknown, with the reason."""
+    """The host's namespace: PID 1's, or kthreadd's (some VMs shield their init), when we see and may open
+    them; else unknown, with the reason and the flag that fixes it.
+
+    Opening another process's namespace file is a ptrace-read check: a container's root whose
+    capabilities are not a superset of the process's (host PID 1 and kthreadd hold them all) needs
+    CAP_SYS_PTRACE, whatever --pid host says."""
     if not _sees_host_pids():
-        return None, "netdoctor does not see the host's processes: run its container with --pid host, or pass --host-netns"
-    try:
-        os.stat(HOST_NETNS)
-        return HOST_NETNS, ""
-    except PermissionError:
-        return f"/proc/{os.getpid()}/ns/net", ""
-    except OSError as exc:
-        return None, f"cannot open the host's network namespace {HOST_NETNS}: {exc.strerror}"
+        return None, ("netdoctor does not see the host's processes: run its container with --pid host "
+                      "--cap-add SYS_PTRACE, or pass --host-netns")
+    for path in (HOST_NETNS, KERNEL_THREAD_NETNS):
+        try:
+            os.stat(path)
+            return path, ""
+        except OSError:
+            continue
+    hint = "add --cap-add SYS_PTRACE to netdoctor's container" if _in_container() else "run netdoctor as root"
+    return None, (f"permission denied opening the host's network namespace ({HOST_NETNS}, {KERNEL_THREAD_NETNS}): "
+                  f"{hint}, or pass --host-netns")
 
 
 def host_target(host_netns: str | None) -> Target:
@@ -84,14 +101,64 @@ def host_target(host_netns: str | None) -> Target:
 
 def running_in_container() -> bool:
     """In a container whose network is not the host's (then `self` is the natural target)."""
-    if not (os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")):
+    if not _in_container():
         return False
     host_path, _ = default_host_netns()
     own = f"/proc/{os.getpid()}/ns/net"
     return host_path is None or os.stat(host_path).st_ino != os.stat(own).st_ino
 
 
+@functools.cache  # fixed for the life of the process
+def network_owner_id() -> str | None:
+    """In a container: the id of the container whose network namespace we are in. Docker bind-mounts that
+    container's resolv.conf over /etc/resolv.conf: ours, or the one joined with --network container:NAME."""
+    if not _in_container():
+        return None
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 4 and fields[4] == "/etc/resolv.conf":
+                    found = re.search(r"/containers/([0-9a-f]{64})/resolv\.conf$", fields[3])
+                    return found.group(1) if found else None
+    except OSError:
+        pass
+    return None
+
+
+def self_target(docker_session) -> Target:
+    """Our own namespace. Inside a container it is a container's (ours, or the one joined with --network
+    container:NAME): with the Docker socket, check it as that container, so container checks run too."""
+    own = Target("self", "self", f"/proc/{os.getpid()}/ns/net", pid=os.getpid())
+    if not _in_container():
+        return own
+    owner = network_owner_id()
+    if owner is None:
+        return own
+    from netdoctor.dockerapi import ContainerNotFound, DockerUnavailable, engine_address
+
+    try:
+        container = docker_session.container(owner)
+    except (DockerUnavailable, ContainerNotFound) as exc:
+        address = engine_address()
+        if address.startswith("unix://") and not os.path.exists(address[len("unix://"):]):
+            why = f"no Docker socket at {address[len('unix://'):]}, so netdoctor cannot tell which container this is: add {DOCKER_SOCKET_FLAG}"
+        else:
+            why = f"Docker cannot tell which container this is ({exc})"
+        return Target("self", "self", own.netns_path, pid=own.pid, unidentified=why)
+    return container_target(container)
+
+
 def container_target(container: ContainerInfo) -> Target:
+    if container.running and container.id == network_owner_id():
+        # netdoctor's own container, or the one it joined with --network container:NAME: read it through
+        # ourselves (always permitted, and the only way without --pid host); fixes still use the engine's pid
+        return Target("container", container.name, f"/proc/{os.getpid()}/ns/net", container, os.getpid())
+    if container.running and not _sees_host_pids():
+        # in a container with its own PID namespace, the engine's pids mean nothing
+        return Target("container", container.name, None, container, unavailable=(
+            f"netdoctor cannot see {container.name}'s processes from its own container: run it with --pid host "
+            f"--cap-add SYS_PTRACE, or with --network container:{container.name}"))
     if container.running:
         return Target("container", container.name, f"/proc/{container.pid}/ns/net", container, container.pid)
     why = f"container {container.name} is {container.status}"
@@ -105,7 +172,7 @@ def resolve(spec: str, docker_session, host_netns: str | None) -> Target:
     if spec == "host":
         return host_target(host_netns)
     if spec == "self":
-        return Target("self", "self", f"/proc/{os.getpid()}/ns/net", pid=os.getpid())
+        return self_target(docker_session)
     if sep and kind == "pid":
         if not rest.isdigit():
             raise TargetError(f"pid:{rest} is not a process id")

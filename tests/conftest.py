@@ -46,7 +46,9 @@ def _remove_leftovers(client, run_id: str | None = None, older_than_s: int = 360
         stamp = datetime.fromisoformat(created[:19]).replace(tzinfo=timezone.utc).timestamp()
         return now - stamp > older_than_s
 
-    for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+    # ignore_removed: a container another run (or a test's own target-vanishes scenario) removes between
+    # the list and its inspect is gone already, which is what we want
+    for container in client.containers.list(all=True, filters={"label": TEST_LABEL}, ignore_removed=True):
         if ours(container.labels, container.attrs["Created"]):
             container.remove(force=True)
     for network in client.networks.list(filters={"label": TEST_LABEL}):

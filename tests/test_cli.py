@@ -35,7 +35,7 @@ def _imports_after(*argv: str) -> list[str]:
     return json.loads(out.strip().splitlines()[-1].replace("'", '"'))
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["list"], ["check", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["check", "--help"], ["tui", "--help"]])
 def test_startup_does_not_import_heavy_modules(argv):
     assert _imports_after(*argv) == []
 
@@ -153,5 +153,16 @@ def test_fail_on_gate(make_container, make_netns, netdoctor):
 @pytest.mark.docker
 def test_all_checks_every_running_container(make_container, netdoctor):
     first, second = make_container("a"), make_container("b")
-    labels = {t["target"] for t in netdoctor("--all", "--fail-on", "never").doc["targets"]}
+    # only local checks: --all also sees other runs' containers, whose nameservers are not ours to query
+    labels = {t["target"] for t in netdoctor("--all", "--checks", "mtu", "--fail-on", "never").doc["targets"]}
     assert {f"container:{first.name}", f"container:{second.name}"} <= labels
+
+
+@pytest.mark.docker
+def test_nothing_checked_is_exit_3_not_a_pass(make_container, netdoctor):
+    """Every selected check skipped (here: a stopped container, namespace checks only): a gate must not pass."""
+    stopped = make_container("stopped", command="true")
+    stopped.wait(timeout=10)
+    report = netdoctor(stopped.name, "--checks", "mtu,ip_forward", "--fail-on", "never")
+    assert report.statuses("mtu") == {"skip"}
+    assert report.exit_code == 3 and "COULD NOT CHECK" in report.stderr

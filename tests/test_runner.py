@@ -97,3 +97,16 @@ def test_entry_point_plugins_load_and_broken_ones_become_errors(tmp_path, monkey
     findings = json.loads(out)["findings"]
     assert any(f["check"] == "plugin_hello" and f["status"] == "info" for f in findings)
     assert any(f["status"] == "error" and "nd_bad_plugin" not in sys.modules and "bad" in f["title"] for f in findings)
+
+
+def test_a_target_that_vanishes_gives_an_error_finding_not_a_crash():
+    sleeper = __import__("subprocess").Popen(["sleep", "30"])
+    session = Session(Options())
+    try:
+        target = resolve(f"pid:{sleeper.pid}", session.docker, None)
+        sleeper.kill()
+        sleeper.wait()
+        [finding] = list(run(discover(), [fine.__netdoctor_check__], [target], session))
+    finally:
+        session.close()
+    assert finding.status is Status.ERROR and "disappeared" in finding.detail

@@ -54,3 +54,9 @@ class NamespaceView:
     @property
     def firewall6(self) -> firewall.Ruleset:
         return self._once("ip6tables", lambda: self.worker.call(firewall.read, "ip6tables-save", timeout=15))
+
+    def read(self, reader: Callable[..., Any], *args: Any) -> Any:
+        """Any other fact: `reader(*args)` run once on this namespace's thread, its result shared
+        (e.g. `view.read(device.read, "eth0")`)."""
+        key = f"{reader.__module__}.{reader.__qualname__}{args!r}"
+        return self._once(key, lambda: self.worker.call(reader, *args, timeout=15))

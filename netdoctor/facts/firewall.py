@@ -84,7 +84,8 @@ def parse(text: str) -> Ruleset:
                     negate = False
                     i += has_value
                 i += 1
-            rules.append(Rule(table, chain, " ".join(words[2:]), options, frozenset(negated)))
+            # the raw text keeps iptables-save's quoting, so `iptables -D CHAIN <text>` deletes exactly this rule
+            rules.append(Rule(table, chain, line.split(None, 2)[2] if len(words) > 2 else "", options, frozenset(negated)))
     return Ruleset(policies, tuple(rules))
 
 

@@ -14,6 +14,7 @@ from typing import Any
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
 TCP_LISTEN = 10
+RTM_F_CLONED = 0x200
 UDP_UNCONNECTED = 7  # UDP sockets report TCP_CLOSE when bound but not connected
 
 
@@ -80,6 +81,7 @@ class Listener:
     family: int
     address: str
     port: int
+    inode: int = 0       # the socket's inode, to find the process holding it (facts.processes)
 
     @property
     def loopback_only(self) -> bool:
@@ -157,7 +159,7 @@ def _listeners() -> list[Listener]:
         for family in (socket.AF_INET, socket.AF_INET6):
             for proto, number, state in (("tcp", socket.IPPROTO_TCP, TCP_LISTEN), ("udp", socket.IPPROTO_UDP, UDP_UNCONNECTED)):
                 for sock in diag.get_sock_stats(family=family, protocol=number, states=1 << state):
-                    found.append(Listener(proto, family, sock["idiag_src"], sock["idiag_sport"]))
+                    found.append(Listener(proto, family, sock["idiag_src"], sock["idiag_sport"], sock["idiag_inode"]))
     return found
 
 
@@ -169,7 +171,9 @@ def gather() -> NamespaceFacts:
         addresses = tuple(Address(m["index"], m["family"], m.get_attr("IFA_ADDRESS"), m["prefixlen"], m["scope"])
                           for m in ipr.get_addr())
         routes = tuple(_route(m) for family in (socket.AF_INET, socket.AF_INET6)
-                       for m in ipr.get_routes(family=family, table=254) if m["type"] == 1)  # unicast, main table
+                       for m in ipr.get_routes(family=family, table=254)
+                       # unicast, main table; not the kernel's cached exceptions (a learned path MTU, a redirect)
+                       if m["type"] == 1 and not m["flags"] & RTM_F_CLONED)
     return NamespaceFacts(links, addresses, routes, tuple(_listeners()))
 
 

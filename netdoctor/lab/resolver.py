@@ -67,3 +67,33 @@ class Resolver:
                 continue
             if reply is not None:
                 self._sock.sendto(reply, peer)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m netdoctor.lab.resolver`: the lab's resolver as a background process (the lab outlives
+    `netdoctor lab up`); the pidfile is written once the socket is bound, and SIGTERM stops it."""
+    import argparse
+    import os
+    import signal
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="netdoctor.lab.resolver")
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--port", type=int, default=53)
+    parser.add_argument("--record", action="append", default=[], metavar="NAME=IP")
+    parser.add_argument("--behaviour", choices=("answer", "servfail", "silent"), default="answer")
+    parser.add_argument("--pidfile", type=Path)
+    args = parser.parse_args(argv)
+    records = dict(item.split("=", 1) for item in args.record)
+    server = Resolver(args.address, args.port, records, args.behaviour).start()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    if args.pidfile:
+        args.pidfile.write_text(str(os.getpid()))
+    while not stopping.wait(0.5):
+        pass
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@ from itertools import groupby
 
 import click
 
-from netdoctor.model import Finding, Status, summarize
+from netdoctor.model import Finding, Status
 from netdoctor.report import Reporter
 
 STYLE = {
@@ -16,10 +16,13 @@ STYLE = {
 }
 
 
-def summary_line(findings: list[Finding], duration_ms: float) -> str:
-    counts = summarize(findings)
-    parts = [f"{n} {status}" for status, n in counts.items() if n]
-    return f"{', '.join(parts) or 'no findings'} in {duration_ms / 1000:.1f}s"
+def _plain(value) -> str:
+    """Evidence for a reader: lists as `a; b`, records as `k=v k=v`, no Python reprs."""
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_plain(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "; ".join(_plain(v) for v in value) or "(none)"
+    return str(value)
 
 
 class TextReporter(Reporter):
@@ -50,7 +53,7 @@ class TextReporter(Reporter):
                 for finding in sorted(findings, key=lambda f: -f.status.rank):
                     self._finding(finding)
             self._write()
-        self._write("netdoctor: " + summary_line(self.findings, duration_ms))
+        self._write(self.gate.verdict(self.findings, len(self.targets), duration_ms))
 
     def _finding(self, f: Finding) -> None:
         badge = self._style(f"{f.status.value.upper():5}", f.status)
@@ -58,12 +61,17 @@ class TextReporter(Reporter):
         if f.status is Status.PASS:
             return
         indent = " " * 23
+        if f.accepted:
+            # e.g. "FAIL (accepted until 2027-01-31: reason)": shown, never hidden; expired ones gate again
+            note = f"{f.status.value.upper()} ({f.accepted.describe()})"
+            self._write(indent + (self._style(note, f.status) if f.accepted.expired else note))
         if f.detail:
             for line in f.detail.splitlines():
                 self._write(indent + line)
         if f.evidence:
-            seen = ", ".join(f"{k}={v}" for k, v in f.evidence.items())
-            self._write(f"{indent}seen: {seen}")
+            self._write(f"{indent}seen:")
+            for key, value in f.evidence.items():
+                self._write(f"{indent}  {key}: {_plain(value)}")
         if f.fix and (f.fix.summary or f.fix.commands):
             self._write(f"{indent}fix: {f.fix.summary}")
             for command in f.fix.commands:
