@@ -80,7 +80,7 @@ def _peer(ctx: CheckContext, spec: str) -> list[Finding]:
                          fix=Fix(f"Start {peer.name}.", (f"docker start {peer.name}",)))]
     ports = [port] if port else sorted({int(p.split("/")[0]) for p in peer.exposed if p.endswith("/tcp")})
     findings = []
-    for mine_attachment, network, peer_attachment in shared:
+    for mine_attachment, network, _ in shared:
         if network.driver == "bridge" and not network.icc_enabled:
             findings.append(_policy(ctx, mine_attachment, network))
         if not ports:

@@ -11,8 +11,8 @@ PERSIST_FILE = "/etc/sysctl.d/99-netdoctor-forwarding.conf"
 
 def _fix(ctx: CheckContext, key: str) -> Fix:
     return Fix(
-        f"Turn forwarding back on in the host namespace and make it survive reboots. Docker enables it at start "
-        f"(dockerd --ip-forward=true, the default); something reset it later (a sysctl file, a VPN, a firewall script).",
+        "Turn forwarding back on in the host namespace and make it survive reboots. Docker enables it at start "
+        "(dockerd --ip-forward=true, the default); something reset it later (a sysctl file, a VPN, a firewall script).",
         (ctx.on_host(f"sysctl -w {key}=1"),
          f"echo '{key} = 1' | sudo tee {PERSIST_FILE}",
          ctx.on_host("sysctl --system")))

@@ -233,7 +233,7 @@ def _data_path(ctx: CheckContext, swarm: Swarm, network: NetworkInfo, attachment
                        f"iptables -I INPUT -p udp --dport {data_port} -s {swarm.node_addr} -j ACCEPT   # on {node}"))
         underlay_said = (f"but its TCP {GOSSIP_PORT} connects from this node: the control plane is fine, the "
                          f"encapsulated traffic is lost" if underlay else
-                         f"and its underlay was not probed (it is not among the swarm's known peers)")
+                         "and its underlay was not probed (it is not among the swarm's known peers)")
         yield ctx.fail(f"Overlay {network.name}: the VXLAN data path to node {node} is broken"
                        + (" while the underlay works" if underlay else ""),
                        detail=f"No endpoint on {node} answers over the overlay, {underlay_said}; {where}.",

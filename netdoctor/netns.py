@@ -88,25 +88,3 @@ class NamespaceWorker:
 
     def close(self) -> None:
         self._calls.put(None)
-
-
-def run_in_namespace(path: str, func: Callable[..., T], *args: Any, timeout: float) -> T:
-    """Run a long or blocking call (a scapy sweep) on its own short-lived thread inside `path`.
-
-    Raises TimeoutError when it does not finish in time; the thread is abandoned (daemon) rather than
-    blocking the run, so `func` should bound itself too.
-    """
-    future: Future = Future()
-
-    def body() -> None:
-        try:
-            _enter(path)
-            future.set_result(func(*args))
-        except BaseException as exc:
-            future.set_exception(exc)
-
-    threading.Thread(target=body, name=f"netns probe {path}", daemon=True).start()
-    try:
-        return future.result(timeout)
-    except TimeoutError:
-        raise TimeoutError(f"probe in {path} did not finish within {timeout:g}s") from None

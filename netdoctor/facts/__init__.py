@@ -51,10 +51,6 @@ class NamespaceView:
     def firewall(self) -> firewall.Ruleset:
         return self._once("iptables", lambda: self.worker.call(firewall.read, timeout=15))
 
-    @property
-    def firewall6(self) -> firewall.Ruleset:
-        return self._once("ip6tables", lambda: self.worker.call(firewall.read, "ip6tables-save", timeout=15))
-
     def read(self, reader: Callable[..., Any], *args: Any) -> Any:
         """Any other fact: `reader(*args)` run once on this namespace's thread, its result shared
         (e.g. `view.read(device.read, "eth0")`)."""

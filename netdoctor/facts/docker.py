@@ -125,11 +125,6 @@ class NetworkInfo:
         return self.options.get("com.docker.network.bridge.enable_icc", "true") != "false"
 
     @property
-    def mtu_option(self) -> int | None:
-        value = self.options.get("com.docker.network.driver.mtu")
-        return int(value) if value and value.isdigit() else None
-
-    @property
     def uses_nat(self) -> bool:
         """Bridge networks reach the outside through the host's forwarding and MASQUERADE."""
         return self.driver == "bridge" and not self.internal

@@ -7,7 +7,6 @@ iptables-save (never a binary from a container) on the namespace thread, so it s
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 import shutil
 import subprocess
@@ -25,19 +24,6 @@ class Rule:
     @property
     def target(self) -> str:
         return self.options.get("-j", "")
-
-    def matches_network(self, option: str, network: str) -> bool:
-        """True when the rule's -s/-d covers (or is inside) `network`; absent means any."""
-        value = self.options.get(option)
-        if value is None:
-            return True
-        try:
-            rule_net = ipaddress.ip_network(value, strict=False)
-            net = ipaddress.ip_network(network, strict=False)
-        except ValueError:
-            return False
-        overlaps = rule_net.version == net.version and (rule_net.overlaps(net))
-        return not overlaps if option in self.negated else overlaps
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 IFF_UP = 0x1
-IFF_PROMISC = 0x100
 TCP_LISTEN = 10
 RTM_F_CLONED = 0x200
 UDP_UNCONNECTED = 7  # UDP sockets report TCP_CLOSE when bound but not connected

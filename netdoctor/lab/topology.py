@@ -269,10 +269,6 @@ def subnet_of(network) -> str:
     return network.attrs["IPAM"]["Config"][0]["Subnet"]
 
 
-def ip_of(container, network) -> str:
-    return container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
-
-
 def host_port_of(container, port: str = "80/tcp") -> int:
     return int(container.attrs["NetworkSettings"]["Ports"][port][0]["HostPort"])
 

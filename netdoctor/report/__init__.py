@@ -10,7 +10,6 @@ from netdoctor.model import Finding, summarize
 from netdoctor.targets import Target
 
 FORMATS = ("text", "json", "ndjson", "junit", "sarif", "github")
-MACHINE_FORMATS = tuple(f for f in FORMATS if f != "text")
 SCHEMA_VERSION = 1
 
 
