@@ -16,10 +16,6 @@ from netdoctor.facts.firewall import Rule, Ruleset
 NAT_ACTIONS = ("MASQUERADE", "SNAT")
 
 
-def filter_verdict(rules: Ruleset, flow: filterpath.Flow, chain: str = "FORWARD") -> filterpath.Verdict:
-    return filterpath.walk(rules, flow, chain)
-
-
 def describe(verdict: filterpath.Verdict, chain: str = "FORWARD") -> str:
     return filterpath.rule_line(verdict.rule) if verdict.rule else f"policy {verdict.action} of {chain}"
 
@@ -74,12 +70,6 @@ def is_private(address: str) -> bool:
     return ip.is_private and not ip.is_loopback
 
 
-def route_text(facts, route) -> str:
-    """A route as `ip route` prints it: "default via 10.88.0.1 dev eth0"."""
-    link = facts.link(index=route.oif) if route.oif else None
-    return route.dst + (f" via {route.gateway}" if route.gateway else "") + (f" dev {link.name}" if link else "")
-
-
 def source_address(facts, route) -> str:
     addresses = facts.addresses_of(route.oif, socket.AF_INET) if route.oif else []
     return addresses[0].address if addresses else "0.0.0.0"
@@ -91,6 +81,13 @@ def subnet_of(facts, route) -> str:
 
 
 def _firewall_fix(ctx, found: filterpath.Verdict, flow: filterpath.Flow, chain: str) -> tuple[str, tuple[str, ...]]:
+    if found.rule is not None and found.rule.chain.startswith("DOCKER") and found.rule.chain != "DOCKER-USER":
+        # Docker's own isolation (networks kept apart, icc=false): deleting it would open every network
+        network = _docker_network_of(ctx, flow.dst)
+        return ("Docker itself isolates these networks on purpose (a rule in its own chain: deleting it would "
+                "remove the isolation for every network, and Docker puts it back). Put the target on the "
+                "destination's network instead.",
+                (f"docker network connect {network} {ctx.target_name}",) if network else ())
     if found.rule is not None:
         return (f"Delete the rule that {found.action}s this traffic (or narrow it), then make the change "
                 "persistent where your firewall rules are kept.",
@@ -99,6 +96,15 @@ def _firewall_fix(ctx, found: filterpath.Verdict, flow: filterpath.Flow, chain: 
     return (f"The {chain} chain's policy is {found.action} and no rule accepts this flow: allow it explicitly"
             + (" (DOCKER-USER is the chain Docker leaves to you)." if into == "DOCKER-USER" else "."),
             (ctx.on_host(f"iptables -I {into} -s {flow.src} -d {flow.dst} -p tcp --dport {flow.dport} -j ACCEPT"),))
+
+
+def _docker_network_of(ctx, address: str) -> str | None:
+    """The Docker network whose subnet holds `address`, if any."""
+    ip = ipaddress.ip_address(address)
+    for network in ctx.docker.all_networks():
+        if any(ip in ipaddress.ip_network(subnet, strict=False) for subnet in network.subnets):
+            return network.name
+    return None
 
 
 def explain_failure(ctx, result) -> Layer:
@@ -110,9 +116,9 @@ def explain_failure(ctx, result) -> Layer:
     route = target.route_to(dst)
     if route is None:
         return Layer("no_route", f"{ctx.target.label} has no route to {dst}: the connection never left it",
-                     {"target_routes": [route_text(target, r) for r in target.routes if r.family == socket.AF_INET]},
+                     {"target_routes": [target.route_text(r) for r in target.routes if r.family == socket.AF_INET]},
                      *default_route_fix(ctx))
-    evidence: dict = {"target_route": route_text(target, route)}
+    evidence: dict = {"target_route": target.route_text(route)}
     refused = Layer("refused", f"{dst} answered with a reset: the network path works, nothing accepts connections "
                                f"on port {port} there", evidence,
                     f"Start the service on {dst}:{port}, or make it listen on that address (not only 127.0.0.1).")
@@ -137,7 +143,7 @@ def explain_failure(ctx, result) -> Layer:
     flow = filterpath.Flow(in_iface=device, out_iface=out_iface, src=source, dst=dst, state="NEW",
                            local_subnet=subnet_of(target, route), proto="tcp", dport=port)
     rules = ctx.host.firewall
-    found = filter_verdict(rules, flow, chain) if rules.error is None else None
+    found = filterpath.walk(rules, flow, chain) if rules.error is None else None
     if found is not None:
         evidence[f"host_{chain.lower()}_verdict"] = describe(found, chain)
     else:
@@ -165,7 +171,7 @@ def explain_failure(ctx, result) -> Layer:
         if host_route is None:
             return Layer("host_route", f"the host has no route to {dst} (and no default route)", evidence,
                          f"Give the host a route towards {dst}, usually its default route via the uplink's router.")
-        evidence["host_route"] = route_text(host, host_route)
+        evidence["host_route"] = host.route_text(host_route)
     if firewall:
         return firewall
     if found is not None and routed and is_private(source):

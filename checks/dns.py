@@ -6,6 +6,7 @@ from typing import Iterator
 from netdoctor.context import CheckContext
 from netdoctor.dockerapi import ContainerNotFound
 from netdoctor.facts import resolvconf
+from netdoctor.fixes import merge_daemon_json
 from netdoctor.facts.docker import NetworkInfo
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
 from netdoctor.probes import concurrently, dns as dns_probe
@@ -18,17 +19,6 @@ LIVENESS_QUERY = (".", "NS")   # the root zone's NS set: every recursive server 
 # ndots at or above this with at least SEARCH_WARN search domains: a name like api.example.com (2 dots) is
 # first tried with every search domain, each a failed round trip, before the real lookup.
 NDOTS_WARN, SEARCH_WARN = 3, 3
-
-
-def _networks(ctx: CheckContext) -> list[NetworkInfo]:
-    """The container's networks; with --network container:X, X's (whose namespace and DNS it shares)."""
-    mode = ctx.container.network_mode
-    if mode.startswith("container:"):
-        try:
-            return [n for _, n in ctx.docker.networks_of(ctx.docker.container(mode.partition(":")[2]))]
-        except ContainerNotFound:
-            return []
-    return [n for _, n in ctx.networks()]
 
 
 def _has_embedded_dns(networks: list[NetworkInfo]) -> bool:
@@ -61,7 +51,7 @@ def _dns_fix(ctx: CheckContext, server: str, networks: list[NetworkInfo]) -> Fix
                    (look, f"docker rm -f {c.name}", rerun))
     return Fix(f"{server} came from the daemon's \"dns\" setting or from a resolv.conf mounted into {c.name}: set "
                f"{which} in /etc/docker/daemon.json, restart Docker and recreate {c.name} (or pass --dns {use}).",
-               (look, f"echo '{{\"dns\": [\"{use}\"]}}' | sudo tee /etc/docker/daemon.json  # merge with existing keys",
+               (look, merge_daemon_json({"dns": [use]}),
                 "sudo systemctl restart docker", f"docker rm -f {c.name}", rerun))
 
 
@@ -74,7 +64,7 @@ def _misplaced_loopback(ctx: CheckContext, server: str, networks: list[NetworkIn
     if server == EMBEDDED_DNS:
         return None if embedded else (f"{server} is Docker's embedded DNS, which Docker provides only on user-defined "
                                       f"networks; {ctx.container.name} is on {names}")
-    if ctx.container.running and _local_resolver(ctx, server):
+    if ctx.target.netns_path is not None and _local_resolver(ctx, server):
         return None
     return (f"{server} is loopback inside {ctx.container.name}'s own network namespace, where no resolver listens "
             f"(typically systemd-resolved's 127.0.0.53 copied from the host)")
@@ -243,7 +233,7 @@ def dns(ctx: CheckContext) -> Iterator[Finding]:
                        evidence=conf.to_evidence(), fix=Fix("Use IP addresses with --dns.", (f"cat {path}",)))
         return
     host_mode = c.network_mode == "host"
-    networks = [] if host_mode else _networks(ctx)
+    networks = [] if host_mode else [n for _, n in ctx.networks()]
     embedded = _has_embedded_dns(networks)
     servers = list(conf.nameservers[:resolvconf.LIBC_MAXNS]) or [LIBC_FALLBACK]
     if not conf.nameservers:
@@ -254,12 +244,14 @@ def dns(ctx: CheckContext) -> Iterator[Finding]:
                        f"{resolvconf.LIBC_MAXNS} only", evidence=conf.to_evidence())
     yield from _search_findings(ctx, conf)
     wrong = {} if host_mode else {s: why for s in servers if (why := _misplaced_loopback(ctx, s, networks, embedded))}
-    if not c.running:
+    if ctx.target.netns_path is None:  # stopped, or its namespace not visible from here
         for server, why in wrong.items():
             yield ctx.fail(f"Nameserver {server} cannot answer for {c.name}", detail=why + ".",
                            evidence={**conf.to_evidence(), "reason": why}, fix=_dns_fix(ctx, server, networks))
-        yield ctx.skip(f"Nameservers not queried: {c.name} is {c.status}",
-                       detail=f"resolv.conf read from {path}; live queries need the container's network namespace.",
+        yield ctx.skip(f"Nameservers not queried: {c.name} is {c.status}" if not c.running
+                       else f"Nameservers not queried: {c.name}'s namespace is not visible",
+                       detail=f"resolv.conf read from {path}; live queries need the container's network namespace."
+                              + (f" {ctx.target.unavailable}" if ctx.target.unavailable else ""),
                        evidence=conf.to_evidence())
         return
     names = list(dict.fromkeys(ctx.options.peer_names + ctx.options.resolve))

@@ -4,9 +4,11 @@ from typing import Iterator
 
 from netdoctor.checks import _layers as layers
 from netdoctor.context import CheckContext, split_peer
+from netdoctor.fixes import merge_daemon_json
 from netdoctor.dockerapi import ContainerNotFound
 from netdoctor.facts.docker import Attachment, ContainerInfo, NetworkInfo
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
+from netdoctor import filterpath
 from netdoctor.filterpath import Flow
 from netdoctor.probes import concurrently, tcp
 from netdoctor.registry import check
@@ -29,7 +31,10 @@ def _enforcement(ctx: CheckContext, network: NetworkInfo, source: str) -> dict:
         evidence["host_firewall"] = rules.error
     else:
         flow = Flow(in_iface=network.bridge_name, out_iface=network.bridge_name, src=source, dst=None, state="NEW")
-        evidence["host_forward_verdict"] = layers.describe(layers.filter_verdict(rules, flow))
+        verdict = filterpath.walk(rules, flow, "FORWARD")
+        evidence["host_forward_verdict"] = layers.describe(verdict)
+        # only then is a lost connection ICC's doing; otherwise the usual layers explain it
+        evidence["icc_enforced"] = bridge_nf == "1" and verdict.dropped
     return evidence
 
 
@@ -40,7 +45,7 @@ def _isolated_fix(ctx: CheckContext, network: NetworkInfo, peer: ContainerInfo) 
                    "icc back on for the whole daemon.",
                    (f"docker network create {ctx.target_name}-{peer.name}", f"docker network connect {ctx.target_name}-{peer.name} {ctx.target_name}",
                     f"docker network connect {ctx.target_name}-{peer.name} {peer.name}",
-                    "echo '{\"icc\": true}' | sudo tee /etc/docker/daemon.json  # merge with existing keys; then: sudo systemctl restart docker"))
+                    merge_daemon_json({"icc": True}), "sudo systemctl restart docker"))
     shared = f"{network.name}-icc"
     return Fix(f"ICC is off on {network.name} on purpose ({ICC_OPTION}=false): its containers are isolated from each "
                f"other. If {ctx.target_name} must reach {peer.name}, give the two a network with ICC on "
@@ -130,7 +135,7 @@ def _connect(ctx: CheckContext, peer: ContainerInfo, mine: Attachment, network: 
                                + f": the service in {peer.name} does not listen on {port}, or only on 127.0.0.1.",
                         evidence=evidence,
                         fix=Fix(f"Make the service in {peer.name} listen on 0.0.0.0:{port}, or probe the port it uses."))
-    if isolated:
+    if isolated and evidence.get("icc_enforced"):
         return ctx.fail(f"{endpoint}: {result.outcome}, dropped because ICC is disabled on {network.name}",
                         detail=f"The host drops traffic between containers of {network.name}: "
                                f"{evidence.get('host_forward_verdict', 'icc=false')}.",

@@ -6,7 +6,6 @@ from netdoctor.context import CheckContext
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
 from netdoctor.registry import check
 
-PERSIST_FILE = "/etc/sysctl.d/99-netdoctor-forwarding.conf"
 
 
 def _fix(ctx: CheckContext, key: str) -> Fix:
@@ -14,7 +13,8 @@ def _fix(ctx: CheckContext, key: str) -> Fix:
         "Turn forwarding back on in the host namespace and make it survive reboots. Docker enables it at start "
         "(dockerd --ip-forward=true, the default); something reset it later (a sysctl file, a VPN, a firewall script).",
         (ctx.on_host(f"sysctl -w {key}=1"),
-         f"echo '{key} = 1' | sudo tee {PERSIST_FILE}",
+         # a file per key: the IPv4 and IPv6 fixes must not overwrite each other
+         f"echo '{key} = 1' | sudo tee /etc/sysctl.d/99-netdoctor-{key}.conf",
          ctx.on_host("sysctl --system")))
 
 

@@ -5,11 +5,12 @@ from typing import Iterator
 from netdoctor.context import CheckContext
 from netdoctor.facts.docker import NetworkInfo
 from netdoctor.facts.namespace import Link
+from netdoctor.facts.overlay import VXLAN_OVERHEAD
+from netdoctor.fixes import merge_daemon_json
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
 from netdoctor.probes import pmtu
 from netdoctor.registry import check
 
-VXLAN_OVERHEAD = 50  # outer Ethernet + IP + UDP + VXLAN headers
 
 
 def _network_of(ctx: CheckContext, link: Link) -> NetworkInfo | None:
@@ -33,7 +34,7 @@ def _fix(ctx: CheckContext, link: Link, network: NetworkInfo | None, limit: int,
     if network.is_default_bridge:
         return Fix(f"Set the default bridge's MTU to {limit} in /etc/docker/daemon.json, restart Docker and recreate "
                    f"the container; or clamp TCP MSS on the host as a stopgap (UDP stays affected).",
-                   (f"echo '{{\"mtu\": {limit}}}' | sudo tee /etc/docker/daemon.json  # merge with existing keys",
+                   (merge_daemon_json({"mtu": limit}),
                     "sudo systemctl restart docker", clamp))
     return Fix(f"Recreate network {network.name} with MTU {limit} (compose: driver_opts "
                f"com.docker.network.driver.mtu: {limit}); or clamp TCP MSS on the host as a stopgap.",
@@ -78,6 +79,10 @@ def mtu(ctx: CheckContext) -> Iterator[Finding]:
     egress_link = host.link(index=egress.oif)
     egress_dev = egress_link.name if egress_link else "?"
     egress_mtu = host.egress_mtu(egress)
+    if egress_mtu is None:  # a multipath or nexthop-object default route names no single device
+        yield ctx.info("The host's default route has no single egress device: its MTU cannot be compared",
+                       evidence={"host_netns": ctx.host.path, "gateway": egress.gateway})
+        return
     interfaces = [l for l in ctx.netns.facts.links if not l.is_loopback and l.up]
     if not interfaces:
         yield ctx.info("Target has no interface besides loopback")
@@ -99,13 +104,18 @@ def mtu(ctx: CheckContext) -> Iterator[Finding]:
         if link.mtu > limit:
             clamped = _has_mss_clamp(ctx)
             evidence["tcp_mss_clamp"] = clamped
-            evidence.update(pmtu.confirm(ctx, link, egress).to_evidence())
+            probe = pmtu.confirm(ctx, link, egress)
+            evidence.update(probe.to_evidence())
             reason = (f"{link.name} MTU {link.mtu} is larger than the host's egress path {egress_dev} "
                       f"(MTU {egress_mtu}{', minus 50 for VXLAN' if overlay else ''})")
             detail = ("Full-size packets from the target are dropped or fragmented on the way out: small requests work, "
                       "TLS handshakes and large transfers stall.")
             fix = _fix(ctx, link, network, limit, egress_dev)
-            if clamped:
+            if probe.verdict == "not_confirmed":  # full-size DF packets did cross the egress device
+                yield ctx.warn(reason, detail="The DF-bit probe saw full-size packets pass the egress path anyway, so "
+                               "the static comparison may overstate it; lower the MTU to be safe.",
+                               evidence=evidence, fix=fix)
+            elif clamped:
                 yield ctx.warn(reason, detail=detail + " A TCPMSS clamp on the host saves TCP; UDP and ICMP remain affected.",
                                evidence=evidence, fix=fix)
             else:

@@ -94,7 +94,8 @@ class _Holders:
         """A host port near the wanted one that nothing holds now, to put in the fix."""
         taken = {sock.port for sock in self.listeners if sock.proto == port.proto}
         taken |= {p.host_port for c in self.containers for p in c.published if p.proto == port.proto}
-        return next(p for p in range(port.host_port + 1, 65536) if p not in taken)
+        candidates = list(range(port.host_port + 1, 65536)) + list(range(1024, port.host_port))  # wrap at the top
+        return next(p for p in candidates if p not in taken)
 
 
 def _rerun(ctx: CheckContext, publish: str) -> tuple[str, str]:
@@ -238,14 +239,15 @@ def ports(ctx: CheckContext) -> Iterator[Finding]:
     holders = _Holders(ctx)
     inside: list[Listener] = []
     inside_owners: dict[int, list[Process]] = {}
-    if c.running:
+    in_netns = ctx.target.netns_path is not None  # running, and its namespace visible to us
+    if in_netns:
         inside = list(ctx.netns.facts.listeners)
         inside_owners = socket_owners(sock.inode for sock in inside)
     for port in _distinct(c.published):
         yield from _host_side(ctx, port, holders)
-        if c.running:
+        if in_netns:
             yield from _inside(ctx, port, inside, inside_owners)
         yield from _exposure(ctx, port)
-    if not c.running:
-        yield ctx.skip(f"Listeners inside {c.name} not checked: it is {c.status}",
-                       detail="A container that is not running has no network namespace to look into.")
+    if not in_netns:
+        yield ctx.skip(f"Listeners inside {c.name} not checked",
+                       detail=ctx.target.unavailable or f"{c.name} is {c.status}: it has no network namespace to look into.")

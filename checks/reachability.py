@@ -93,18 +93,18 @@ def _host_default_route(ctx: CheckContext) -> Iterator[Finding]:
     facts = ctx.netns.facts
     routes = facts.default_routes()
     if routes:
-        yield ctx.ok(f"Default route: {layers.route_text(facts, routes[0])}")
+        yield ctx.ok(f"Default route: {facts.route_text(routes[0])}")
     else:
         yield ctx.warn("The host has no IPv4 default route: only directly connected and routed networks are reachable",
-                       evidence={"routes": [layers.route_text(facts, r) for r in facts.routes if r.family == socket.AF_INET]})
+                       evidence={"routes": [facts.route_text(r) for r in facts.routes if r.family == socket.AF_INET]})
 
 
 def _default_route(ctx: CheckContext):
     facts = ctx.netns.facts
     routes = facts.default_routes()
-    evidence = {"routes": [layers.route_text(facts, r) for r in facts.routes if r.family == socket.AF_INET]}
+    evidence = {"routes": [facts.route_text(r) for r in facts.routes if r.family == socket.AF_INET]}
     if routes:
-        yield ctx.ok(f"Default route: {layers.route_text(facts, routes[0])}", evidence=evidence)
+        yield ctx.ok(f"Default route: {facts.route_text(routes[0])}", evidence=evidence)
         return routes[0]
     yield ctx.fail(f"{ctx.target.label} has no default route: nothing beyond its own subnets is reachable",
                    detail="Connections to other networks fail at once with 'Network is unreachable'.",

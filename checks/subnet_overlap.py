@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from netdoctor.checks._bridges import host_ports
 from netdoctor.context import CheckContext
 from netdoctor.facts.docker import NetworkInfo
-from netdoctor.facts.namespace import Route
+from netdoctor.fixes import merge_daemon_json
 from netdoctor.model import Finding, Fix, Need, Scope, Severity, Status
 from netdoctor.registry import check
 
@@ -52,11 +51,6 @@ def free_subnet(prefixlen: int, taken: Iterable[Network], pools: Iterable[Networ
             if not any(candidate.overlaps(t) for t in taken):
                 return candidate
     return None
-
-
-def _route_text(ctx: CheckContext, route: Route) -> str:
-    link = ctx.host.facts.link(index=route.oif) if route.oif else None
-    return route.dst + (f" via {route.gateway}" if route.gateway else "") + (f" dev {link.name}" if link else "")
 
 
 @check(id="subnet_overlap", title="The target's subnets collide with no host route or other network",
@@ -118,7 +112,7 @@ def _route_conflicts(ctx: CheckContext, segment: Segment) -> Iterator[tuple]:
             continue  # the network's own connected route
         if not route.network.overlaps(segment.subnet):
             continue
-        text = _route_text(ctx, route)
+        text = ctx.host.facts.route_text(route)
         evidence = {"route": text, "route_device": link.name if link else None}
         if route.network.subnet_of(segment.subnet):
             yield (Status.FAIL, f"collides with host route {text}",
@@ -144,8 +138,7 @@ def _network_conflicts(segment: Segment, others: list[NetworkInfo]) -> Iterator[
 
 
 def _fix(ctx: CheckContext, segment: Segment, free: Network | None, pool: Network | None) -> Fix:
-    pools = (f"echo '{json.dumps({'default-address-pools': [{'base': str(pool), 'size': 24}]})}' "
-             "| sudo tee /etc/docker/daemon.json  # merge with existing keys") if pool else None
+    pools = {"default-address-pools": [{"base": str(pool), "size": 24}]} if pool else {}
     network = segment.network
     if free is None:
         return Fix("Move the network to a range nothing else on this host uses, or narrow the conflicting route.")
@@ -153,8 +146,7 @@ def _fix(ctx: CheckContext, segment: Segment, free: Network | None, pool: Networ
         bip = f"{free[1]}/{free.prefixlen}"
         return Fix(f"Renumber docker0 to {free} with daemon.json \"bip\" (and move Docker's pools off the conflicting "
                    "range), then restart Docker; or narrow the conflicting route (VPN/LAN configuration).",
-                   (f"echo '{json.dumps({'bip': bip})}' | sudo tee /etc/docker/daemon.json  # merge with existing keys",
-                    *((pools,) if pools else ()), "sudo systemctl restart docker"))
+                   (merge_daemon_json({"bip": bip, **pools}), "sudo systemctl restart docker"))
     if network is not None:
         new = f"{network.name}-new"
         return Fix(f"Recreate {network.name} on the free range {free} and move {ctx.target_name} to it; set "
@@ -162,7 +154,8 @@ def _fix(ctx: CheckContext, segment: Segment, free: Network | None, pool: Networ
                    "Or narrow the conflicting route (VPN/LAN configuration).",
                    (f"docker network create --driver {network.driver} --subnet {free} {new}",
                     f"docker network disconnect {network.name} {ctx.target_name}",
-                    f"docker network connect {new} {ctx.target_name}", *((pools,) if pools else ())))
+                    f"docker network connect {new} {ctx.target_name}",
+                    *((merge_daemon_json(pools),) if pools else ())))
     bridge = ctx.host.facts.link(name=segment.device)
     own = [a for a in ctx.host.facts.addresses_of(bridge.index) if a.interface.network == segment.subnet] if bridge else []
     commands = ([ctx.on_host(f"ip addr del {own[0].address}/{own[0].prefixlen} dev {segment.device}"),

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import socket
+import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -10,12 +10,12 @@ from netdoctor.dockerapi import DockerUnavailable
 from netdoctor.facts import device, overlay
 from netdoctor.facts.docker import Attachment, NetworkInfo
 from netdoctor.facts.namespace import Link
+from netdoctor.facts.overlay import VXLAN_OVERHEAD
 from netdoctor.filterpath import Flow, rule_line, walk
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
 from netdoctor.probes import concurrently, icmp, tcp
 from netdoctor.registry import check
 
-VXLAN_OVERHEAD = 50       # outer Ethernet + IP + UDP + VXLAN headers
 MANAGER_PORT = 2377       # TCP: joining and talking to managers (raft, dispatcher)
 GOSSIP_PORT = 7946        # TCP and UDP: node discovery and the overlay's network database
 DEFAULT_DATA_PORT = 4789  # UDP: the VXLAN data path (changed with `docker swarm init --data-path-port`)
@@ -41,7 +41,7 @@ class Swarm:
         for network in networks:
             found |= {p["IP"] for p in network.raw.get("Peers") or () if p.get("IP")}
         found.discard(self.node_addr)
-        return sorted(found, key=socket.inet_aton)
+        return sorted(found, key=ipaddress.ip_address)  # IPv6 node addresses too
 
     def label(self, address: str) -> str:
         name = self.names.get(address)
@@ -52,10 +52,17 @@ def _swarm(ctx: CheckContext) -> Swarm:
     info = ctx.docker.info().get("Swarm") or {}
     swarm = Swarm(state=info.get("LocalNodeState") or "inactive", node_addr=info.get("NodeAddr") or "",
                   is_manager=bool(info.get("ControlAvailable")), error=info.get("Error") or "")
-    swarm.managers = {m["Addr"].rpartition(":")[0] for m in info.get("RemoteManagers") or () if m.get("Addr")}
+    swarm.managers = {m["Addr"].rpartition(":")[0].strip("[]") for m in info.get("RemoteManagers") or () if m.get("Addr")}
     swarm.data_port = (info.get("Cluster") or {}).get("DataPathPort") or DEFAULT_DATA_PORT
     if swarm.is_manager:  # only managers can list nodes
-        for node in ctx.docker.client.nodes.list():
+        import docker.errors
+
+        try:
+            nodes = ctx.docker.client.nodes.list()
+        except docker.errors.APIError as exc:  # e.g. 503 "swarm does not have a leader": lost quorum
+            swarm.error = swarm.error or f"the manager cannot list nodes: {exc.explanation}"
+            nodes = []
+        for node in nodes:
             address = (node.attrs.get("Status") or {}).get("Addr") or ""
             if address and address != "0.0.0.0":
                 swarm.names[address] = (node.attrs.get("Description") or {}).get("Hostname") or node.id[:12]
@@ -184,7 +191,12 @@ def _mtu(ctx: CheckContext, network: NetworkInfo, vxlan: Link, underlay: Link | 
 
 def _endpoint_names(ctx: CheckContext, network: NetworkInfo) -> dict[str, str]:
     """Overlay address -> container or task name, from the engine's verbose view of the network."""
-    verbose = ctx.docker.client.api.inspect_network(network.id, verbose=True)
+    import docker.errors
+
+    try:
+        verbose = ctx.docker.client.api.inspect_network(network.id, verbose=True)
+    except docker.errors.APIError:  # no quorum, or the network is gone: the endpoints stay unnamed
+        return {}
     return {task["EndpointIP"]: task["Name"] for service in (verbose.get("Services") or {}).values()
             for task in service.get("Tasks") or () if task.get("EndpointIP") and task.get("Name")}
 
@@ -308,6 +320,10 @@ def vxlan(ctx: CheckContext) -> Iterator[Finding]:
         else:
             yield ctx.info(f"Not on an overlay network and the engine is not in Swarm mode ({swarm.state})")
         return
+    if swarm.error:  # active, yet the engine reports trouble (e.g. managers without quorum)
+        yield ctx.fail(f"Swarm is active but unhealthy: {swarm.error}", evidence={"swarm_state": swarm.state},
+                       fix=Fix("Restore manager quorum: bring the managers back, or re-initialise from a surviving one.",
+                               ("docker node ls   # on a manager", "docker swarm init --force-new-cluster   # last resort, on one manager")))
     peers = swarm.peers([n for _, n in overlays])
     underlay = _underlay(ctx, swarm, peers)
     yield ctx.ok(f"Swarm {'manager' if swarm.is_manager else 'worker'} at {swarm.node_addr}, {len(peers)} peer node(s)",

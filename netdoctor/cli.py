@@ -1,4 +1,4 @@
-"""Command line: `netdoctor check | list | explain`. Heavy modules are imported inside commands only,
+"""Command line: `netdoctor check | tui | list | explain | schema | lab | demo`. Heavy modules are imported inside commands only,
 so `netdoctor --help` and `netdoctor list` stay fast (no scapy, textual or docker)."""
 
 from __future__ import annotations
@@ -132,7 +132,8 @@ def main() -> None:
 @click.option("--fail-on", type=click.Choice(FAIL_ON),
               help="Exit 1 when a finding not accepted by the config is at or above this status.  "
                    "[default: fail, or the config's]")
-@click.option("--peer", "peers", multiple=True, metavar="CONTAINER", help="A container the target should reach (repeatable).")
+@click.option("--peer", "peers", multiple=True, metavar="CONTAINER[:PORT]",
+              help="A container the target should reach, optionally on PORT (repeatable).")
 @click.option("--probe", "probes", multiple=True, metavar="HOST:PORT", help="An endpoint to TCP-connect from the target (repeatable).")
 @click.option("--resolve", multiple=True, metavar="NAME", help="A name the target should resolve (repeatable).")
 def check(targets, all_running, labels, compose_project, networks, fmt, output, reports, config_path, only, skip,
@@ -229,7 +230,8 @@ def check(targets, all_running, labels, compose_project, networks, fmt, output, 
 @click.option("--timeout", type=click.FloatRange(0.1, 120), default=2.0, show_default=True,
               help="Seconds allowed for each active probe.")
 @click.option("--host-netns", metavar="NAME|PATH", help="Treat this network namespace as the host's.")
-@click.option("--peer", "peers", multiple=True, metavar="CONTAINER", help="A container the target should reach (repeatable).")
+@click.option("--peer", "peers", multiple=True, metavar="CONTAINER[:PORT]",
+              help="A container the target should reach, optionally on PORT (repeatable).")
 @click.option("--probe", "probes", multiple=True, metavar="HOST:PORT", help="An endpoint to TCP-connect from the target (repeatable).")
 @click.option("--resolve", multiple=True, metavar="NAME", help="A name the target should resolve (repeatable).")
 def tui(targets, only, skip, timeout, host_netns, peers, probes, resolve):
@@ -244,15 +246,9 @@ def tui(targets, only, skip, timeout, host_netns, peers, probes, resolve):
         raise Abort("--skip leaves no check to run", ExitCode.BAD_INPUT)
     if not targets and running_in_container():
         targets = ("self",)  # as `check` does: in a container, the namespace it runs in (or joined)
-    if not is_root():
-        raise Abort("netdoctor needs root to enter network namespaces and read the firewall: run it with sudo",
-                    ExitCode.CANNOT_RUN)
-    from netdoctor.tui.app import NetdoctorApp  # Textual only here: the rest of the CLI starts fast
-
     wrong = [p for p in probes if bad_probe(p)]
     if wrong:
         raise Abort(f"--probe {wrong[0]!r} is not HOST:PORT", ExitCode.BAD_INPUT)
-    options = Options(timeout=timeout, peers=tuple(peers), probes=tuple(probes), resolve=tuple(resolve), host_netns=host_netns)
     if host_netns:
         from netdoctor.targets import TargetError, netns_path
 
@@ -260,6 +256,12 @@ def tui(targets, only, skip, timeout, host_netns, peers, probes, resolve):
             netns_path(host_netns)
         except TargetError as exc:
             raise Abort(str(exc), ExitCode.BAD_INPUT) from None
+    if not is_root():
+        raise Abort("netdoctor needs root to enter network namespaces and read the firewall: run it with sudo",
+                    ExitCode.CANNOT_RUN)
+    from netdoctor.tui.app import NetdoctorApp  # Textual only here: the rest of the CLI starts fast
+
+    options = Options(timeout=timeout, peers=tuple(peers), probes=tuple(probes), resolve=tuple(resolve), host_netns=host_netns)
     app = NetdoctorApp(targets, options, [c.id for c in checks], explicit=bool(only))
     app.run()
     # Quitting mid-run abandons probes that may wait up to --timeout, and Python joins pool threads at exit.

@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from netdoctor.dockerapi import DockerSession
+from netdoctor.dockerapi import ContainerNotFound, DockerSession
 from netdoctor.facts import NamespaceView
 from netdoctor.facts.docker import Attachment, NetworkInfo
 from netdoctor.model import CheckInfo, Finding, Fix, Status
@@ -96,8 +96,17 @@ class CheckContext:
         return self.session.docker
 
     def networks(self) -> list[tuple[Attachment, NetworkInfo]]:
-        """The Docker networks of a container target, with its endpoint on each; empty for other targets."""
-        return self.docker.networks_of(self.container) if self.container else []
+        """The Docker networks of a container target, with its endpoint on each; empty for other targets.
+        With --network container:X they are X's, whose namespace the target shares."""
+        if not self.container:
+            return []
+        owner = self.container
+        if owner.network_mode.startswith("container:"):
+            try:
+                owner = self.docker.container(owner.network_mode.partition(":")[2])
+            except ContainerNotFound:
+                return []
+        return self.docker.networks_of(owner)
 
     @property
     def target_name(self) -> str:

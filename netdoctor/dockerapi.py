@@ -80,7 +80,17 @@ class DockerSession:
         return cached
 
     def networks_of(self, container: ContainerInfo) -> list[tuple[Attachment, NetworkInfo]]:
-        return [(a, self.network(a.network_id or a.network)) for a in container.attachments]
+        """Its networks that still exist (a stopped container keeps endpoints of removed networks, and a
+        swarm worker does not know an overlay until a local container uses it)."""
+        import docker.errors
+
+        found = []
+        for attachment in container.attachments:
+            try:
+                found.append((attachment, self.network(attachment.network_id or attachment.network)))
+            except docker.errors.NotFound:
+                continue
+        return found
 
     def all_networks(self) -> list[NetworkInfo]:
         """Every network of the engine (the list call carries IPAM and options: no inspect per network)."""

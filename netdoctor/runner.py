@@ -2,7 +2,8 @@
 
 Each (check, target) job runs on its own daemon thread, at most MAX_PARALLEL at a time. A check that
 raises becomes an `error` finding; one that outlives its deadline is reported as hung and abandoned
-(threads cannot be killed; being daemons they do not hold the process open).
+(threads cannot be killed; being daemons they do not hold the process open) and its slot goes to the
+jobs still waiting, so hung checks never starve the rest.
 """
 
 from __future__ import annotations
@@ -107,16 +108,34 @@ def run(catalogue: Catalogue, checks: list[CheckInfo], targets: list[Target], se
     yield from load_error_findings(catalogue.errors)
     jobs = plan(checks, targets, session.host_target, explicit)
     results: queue.SimpleQueue = queue.SimpleQueue()
-    slots = threading.BoundedSemaphore(MAX_PARALLEL)
+    slots = threading.Semaphore(MAX_PARALLEL)
     started: dict[int, float] = {}
+    finished: set[int] = set()
+    abandoned: set[int] = set()
+    bookkeeping = threading.Lock()  # decides who gives a job's slot back: the job, or the runner abandoning it
     deadline = session.options.check_deadline
 
     def worker(number: int, info: CheckInfo, target: Target) -> None:
-        with slots:
-            started[number] = time.monotonic()
+        slots.acquire()
+        started[number] = time.monotonic()
+        try:
             findings = _run_one(info, target, session)
             elapsed = (time.monotonic() - started[number]) * 1000
             results.put((number, [replace(f, duration_ms=elapsed) for f in findings]))
+        finally:
+            with bookkeeping:
+                finished.add(number)
+                if number not in abandoned:
+                    slots.release()
+
+    def abandon(number: int) -> bool:
+        """Give a hung job's slot to the jobs still waiting; False when it finished meanwhile."""
+        with bookkeeping:
+            if number in finished:
+                return False
+            abandoned.add(number)
+        slots.release()
+        return True
 
     for number, (info, target) in enumerate(jobs):
         threading.Thread(target=worker, args=(number, info, target), name=f"check {info.id} {target.label}", daemon=True).start()
@@ -126,6 +145,8 @@ def run(catalogue: Catalogue, checks: list[CheckInfo], targets: list[Target], se
         now = time.monotonic()
         hung = [n for n in pending if n in started and now - started[n] > deadline]
         for number in hung:
+            if not abandon(number):
+                continue  # its findings are in the queue
             info, target = pending.pop(number)
             ctx = CheckContext(info, target, session)
             yield replace(ctx.finding(Status.ERROR, f"{info.title}: did not finish",

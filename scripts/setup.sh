@@ -28,5 +28,10 @@ bash scripts/build-test-image.sh
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import netdoctor.cli" # the install worked
+# (this machine's pip config names a local index that may be absent: drop that one warning, keep failures)
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2> >(grep -v "^WARNING: Location" >&2)
+.venv/bin/python -c "import netdoctor.cli"  # the install worked
+# `netdoctor` on PATH, as the commands netdoctor prints assume; never over a netdoctor installed otherwise
+if [ ! -e /usr/local/bin/netdoctor ] || [ -L /usr/local/bin/netdoctor ]; then
+  ln -sfn "$PWD/.venv/bin/netdoctor" /usr/local/bin/netdoctor
+fi

@@ -81,7 +81,8 @@ def resolver(docker_client):
 
     config = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]
     gateway = config.get("Gateway") or str(ipaddress.ip_network(config["Subnet"])[1])
-    server = Resolver(gateway, 53, records={"known.test": "192.0.2.10"}).start()
+    # known.test points at an address nothing uses (not the uplink's subnet): no test connects to it
+    server = Resolver(gateway, 53, records={"known.test": "10.123.45.10"}).start()
     yield server
     server.stop()
 
@@ -149,6 +150,9 @@ def make_netns():
 
     yield make
     for name in created:
+        # a process left inside (a listener a failed test never stopped) would keep the namespace alive
+        for pid in sh("ip", "netns", "pids", name, check=False).stdout.split():
+            sh("kill", "-9", pid, check=False)
         sh("ip", "netns", "delete", name, check=False)
 
 

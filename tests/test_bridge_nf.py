@@ -140,5 +140,5 @@ def test_real_host_enforces_icc_false(isolated, netdoctor):
 
 
 def test_host_network_is_not_applicable(make_container, netdoctor):
-    container = make_container("host", network_mode="host")
+    container = make_container("host", network_mode="host", command="sleep 3600")  # no listener on the real host
     assert netdoctor(container.name, "--checks", "bridge_nf").statuses("bridge_nf") == {"info"}

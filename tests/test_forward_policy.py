@@ -53,7 +53,11 @@ def lab(make_netns):
     lab.close()
 
 
-def run_fix(commands: list[str]) -> None:
+def run_fix(commands: list[str], host_netns: str) -> None:
+    """Apply netdoctor's printed fix, but only if every command is confined to the fake host: a fix that
+    would touch the real host is a test failure, never something to run."""
+    confined = f"ip netns exec {host_netns} "
+    assert all(c.startswith(confined) for c in commands), commands
     for command in commands:
         subprocess.run(command, shell=True, check=True, capture_output=True)
 
@@ -70,7 +74,7 @@ def test_policy_drop_without_accept_rule_fails_and_the_fix_restores_traffic(lab,
     assert outgoing["evidence"]["device"] == BRIDGE and outgoing["evidence"]["uplink"] == "up0"
     assert f"ip netns exec {lab.host} iptables -I FORWARD -i {BRIDGE} -j ACCEPT" in outgoing["fix"]["commands"]
     assert report.exit_code == 1
-    run_fix(outgoing["fix"]["commands"])
+    run_fix(outgoing["fix"]["commands"], lab.host)
     assert lab.guest_connects() == "connected"
     assert netdoctor(f"netns:{lab.guest}", "--checks", "forward_policy", "--host-netns", lab.host).statuses("forward_policy") == {"pass"}
 
@@ -90,7 +94,7 @@ def test_docker_user_drop_is_named_and_exempting_the_bridge_fixes_it(lab, netdoc
     delete, exempt = finding["fix"]["commands"]
     assert delete == f"ip netns exec {lab.host} iptables -D DOCKER-USER -s 10.77.0.0/16 -j DROP"
     assert exempt == f"ip netns exec {lab.host} iptables -I DOCKER-USER -i {BRIDGE} -j RETURN"
-    run_fix([exempt])  # keep the admin's rule, exempt only this bridge
+    run_fix([exempt], lab.host)  # keep the admin's rule, exempt only this bridge
     assert lab.guest_connects() == "connected"
     assert netdoctor(f"netns:{lab.guest}", "--checks", "forward_policy", "--host-netns", lab.host).statuses("forward_policy") == {"pass"}
 
@@ -175,7 +179,7 @@ def test_real_host_forwards_a_user_network(on_network, netdoctor):
 
 @pytest.mark.parametrize("mode", ["host", "none"])
 def test_host_and_none_networking_are_not_applicable(make_container, make_netns, netdoctor, mode):
-    container = make_container(mode, network_mode=mode)
+    container = make_container(mode, network_mode=mode, command="sleep 3600")  # no listener on the real host
     host = make_netns("host")
     iptables(host, "-P", "FORWARD", "DROP")
     assert netdoctor(container.name, "--checks", "forward_policy", "--host-netns", host).statuses("forward_policy") == {"info"}

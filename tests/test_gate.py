@@ -121,7 +121,8 @@ class TestComposeGate:
         cs = compose_set
 
         def targets(*selectors: str) -> set[str]:
-            code, out, err = run_cli("check", *selectors, "--checks", "mtu", "--host-netns", cs.host_netns,
+            # ip_forward only reads a host sysctl: --all also selects other runs' containers, which we do not probe
+            code, out, err = run_cli("check", *selectors, "--checks", "ip_forward", "--host-netns", cs.host_netns,
                                      "--format", "json", "--fail-on", "never")
             assert code == 0, err
             return {t["target"] for t in json.loads(out)["targets"]}

@@ -67,9 +67,7 @@ def lab(test_image, monkeypatch):
         scenario.down()
 
 
-def _diagnose(netdoctor, monkeypatch, target: LabTarget):
-    for key, value in target.env.items():
-        monkeypatch.setenv(key, value)
+def _diagnose(netdoctor, target: LabTarget):
     return netdoctor(target.spec, *target.args)
 
 
@@ -79,7 +77,7 @@ def test_fault_scenario_makes_its_check_find_it(name, lab, netdoctor, monkeypatc
     targets = lab(name)
     assert targets, f"{name} gave nothing to diagnose"
     for target in targets:
-        report = _diagnose(netdoctor, monkeypatch, target)
+        report = _diagnose(netdoctor, target)
         assert report.doc is not None, f"{target.command}: no report ({report.stderr})"
         found = [f for f in report.of(scenario.expect.check) if f["status"] in scenario.expect.statuses]
         seen = [(f["status"], f["title"]) for f in report.of(scenario.expect.check)]
@@ -101,7 +99,7 @@ def test_healthy_scenario_is_quiet(lab, netdoctor, monkeypatch):
     targets = lab("healthy")
     passed: set[str] = set()
     for target in targets:
-        report = _diagnose(netdoctor, monkeypatch, target)
+        report = _diagnose(netdoctor, target)
         assert report.doc is not None, f"{target.command}: no report ({report.stderr})"
         loud = [(f["check"], f["status"], f["title"], f["detail"]) for f in report.findings
                 if f["status"] in ("warn", "fail", "error")]

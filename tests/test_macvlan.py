@@ -46,6 +46,8 @@ def lan(make_netns, make_network):
                 break
             except docker.errors.APIError:
                 continue
+        else:
+            pytest.fail("no free 10.213.x.0/24 subnet for the macvlan network after 10 tries")
         sh("ip", "-n", gateway_ns, "addr", "add", f"{gateway}/24", "dev", far)
         sh("ip", "-n", gateway_ns, "link", "set", far, "up")
         yield Lan(parent, gateway_ns, subnet, gateway, network)

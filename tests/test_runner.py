@@ -110,3 +110,14 @@ def test_a_target_that_vanishes_gives_an_error_finding_not_a_crash():
     finally:
         session.close()
     assert finding.status is Status.ERROR and "disappeared" in finding.detail
+
+
+def test_more_hung_checks_than_parallel_slots_do_not_starve_the_rest(monkeypatch):
+    import netdoctor.runner as runner
+
+    monkeypatch.setattr(runner, "MAX_PARALLEL", 1)  # one slot: the hung check holds it until abandoned
+    started = time.monotonic()
+    findings = {f.check: f for f in _run(hang, fine)}
+    assert findings["t_hang"].status is Status.ERROR
+    assert findings["t_ok"].status is Status.PASS
+    assert time.monotonic() - started < 25

@@ -76,7 +76,9 @@ def _published(attrs: dict) -> tuple[PublishedPort, ...]:
         port, _, proto = spec.partition("/")
         for bind in binds or []:
             host_port = bind.get("HostPort") or "0"
-            ports.append(PublishedPort(int(port), proto or "tcp", bind.get("HostIp") or "", int(host_port)))
+            # a range ("8000-8010") is resolved by the engine at start: until then the port is not known (0)
+            ports.append(PublishedPort(int(port.partition("-")[0]), proto or "tcp", bind.get("HostIp") or "",
+                                       int(host_port) if host_port.isdigit() else 0))
     return tuple(dict.fromkeys(ports))
 
 

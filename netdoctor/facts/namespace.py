@@ -120,6 +120,11 @@ class NamespaceFacts:
         mtus = [m for m in (route.mtu, link.mtu if link else None) if m]
         return min(mtus) if mtus else None
 
+    def route_text(self, route: Route) -> str:
+        """A route as `ip route` prints it: "default via 10.88.0.1 dev eth0"."""
+        link = self.link(index=route.oif) if route.oif else None
+        return route.dst + (f" via {route.gateway}" if route.gateway else "") + (f" dev {link.name}" if link else "")
+
     def has_global_v6(self) -> bool:
         return any(a.is_global_v6 for a in self.addresses)
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from netdoctor.facts.docker import ContainerInfo, NetworkInfo
 
+VXLAN_OVERHEAD = 50  # outer Ethernet + IP + UDP + VXLAN headers
+
 
 class OverlayNamespaceUnavailable(Exception):
     pass

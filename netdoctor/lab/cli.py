@@ -61,6 +61,7 @@ def list_scenarios() -> None:
 @click.argument("names", nargs=-1, required=True, metavar="SCENARIO...")
 def up(names: tuple[str, ...]) -> None:
     """Build SCENARIO(s) (rebuilding any leftover first) and print how to diagnose each target."""
+    from netdoctor.lab.scenario import as_root
     from netdoctor.lab.topology import LabError, docker_client, exclusive
 
     _require_root()
@@ -77,8 +78,8 @@ def up(names: tuple[str, ...]) -> None:
                 raise _abort(f"could not build {scenario.name} (partial objects removed): {exc}", "CANNOT_RUN") from None
             click.echo(f"{scenario.name} is up ({time.monotonic() - started:.1f}s): {scenario.summary}")
             for target in targets:
-                click.echo(f"  sudo {target.command}")
-    click.echo(f"remove with: sudo netdoctor lab down {' '.join(names)}")
+                click.echo(f"  {as_root(target.command)}")
+    click.echo(f"remove with: {as_root('netdoctor lab down ' + ' '.join(names))}")
 
 
 @lab.command()

@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 
 from netdoctor.cli import use_color
-from netdoctor.lab.scenario import LabTarget, Scenario
-from netdoctor.lab.topology import exclusive
+from netdoctor.lab.scenario import LabTarget, Scenario, as_root
+from netdoctor.lab.topology import LabError, exclusive
 
 DEMO_SCENARIOS = ("ip_forward", "dns", "ports", "icc")
 
@@ -86,7 +86,7 @@ def _show(number: int, total: int, scenario: Scenario, echo) -> bool:
     hits = []
     for target in targets:
         echo()
-        echo(f"$ sudo {target.command}", bold=True)
+        echo(f"$ {as_root(target.command)}", bold=True)
         findings = diagnose(target)
         if scenario.expect:
             hits.append(_verdict(scenario, findings, echo))
@@ -115,10 +115,13 @@ def run_demo(scenarios: list[Scenario]) -> int:
     except KeyboardInterrupt:
         echo("Interrupted.")
         return 130
+    except LabError as exc:  # teardown has run; say why in one sentence instead of a traceback
+        echo(f"The demo could not build its lab: {exc}", bold=True)
+        return 3
     caught = [name for name, ok in found.items() if ok]
     missed = [name for name, ok in found.items() if not ok]
     echo(f"Demo done in {time.monotonic() - started:.1f}s: netdoctor found the planted fault in "
          f"{len(caught)} of {len(found)} scenarios" + (f" (missed: {', '.join(missed)})." if missed else "."),
          bold=True)
-    echo("Try one yourself: sudo netdoctor lab list; sudo netdoctor lab up SCENARIO; sudo netdoctor lab down SCENARIO")
+    echo("Try one yourself: " + "; ".join(as_root(f"netdoctor lab {verb}") for verb in ("list", "up SCENARIO", "down SCENARIO")))
     return 0 if not missed else 1

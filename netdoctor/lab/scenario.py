@@ -7,9 +7,15 @@ so `down` removes exactly those and nothing else, even after a crash.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 
 LAB_LABEL = "netdoctor.lab"
+
+
+def as_root(command: str) -> str:
+    """A command to show the user: with `sudo ` in front unless they already are root."""
+    return command if os.geteuid() == 0 else f"sudo {command}"
 
 
 @dataclass(frozen=True)
@@ -18,12 +24,10 @@ class LabTarget:
 
     spec: str
     args: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)   # e.g. DOCKER_HOST for a swarm node
 
     @property
     def command(self) -> str:
-        prefix = " ".join(f"{k}={v}" for k, v in self.env.items())
-        return " ".join(p for p in (prefix, "netdoctor check", self.spec, *self.args) if p)
+        return " ".join(("netdoctor check", self.spec, *self.args))
 
 
 @dataclass(frozen=True)
