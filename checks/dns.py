@@ -6,7 +6,7 @@ from typing import Iterator
 from netdoctor.context import CheckContext
 from netdoctor.dockerapi import ContainerNotFound
 from netdoctor.facts import resolvconf
-from netdoctor.fixes import merge_daemon_json
+from netdoctor.fixes import merge_daemon_json, recreate
 from netdoctor.facts.docker import NetworkInfo
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
 from netdoctor.probes import concurrently, dns as dns_probe
@@ -41,18 +41,17 @@ def _dns_fix(ctx: CheckContext, server: str, networks: list[NetworkInfo]) -> Fix
     use = upstream or "ADDRESS-OF-YOUR-RESOLVER"
     which = "the host's upstream resolver" if upstream else "a resolver reachable from its network"
     user_net = next((n.name for n in networks if not n.is_default_bridge), None)
-    rerun = (f"docker run -d --name {c.name}{f' --network {user_net}' if user_net else ''} --dns {use} {c.image}"
-             f"  # plus {c.name}'s other run options")
+    rerun = recreate(c, f"{f'--network {user_net} ' if user_net else ''}--dns {use}")
     look = f"grep nameserver {' '.join(resolvconf.HOST_RESOLV_CONFS)}"
     # 127.0.0.11 forwards to the container's --dns servers, so those are what to change for it too
     if c.dns and (server in c.dns or server == EMBEDDED_DNS):
         given = " ".join(f"--dns {s}" for s in c.dns)
         return Fix(f"{c.name} was created with {given}: recreate it with --dns {use} ({which}) instead.",
-                   (look, f"docker rm -f {c.name}", rerun))
+                   (look, *rerun))
     return Fix(f"{server} came from the daemon's \"dns\" setting or from a resolv.conf mounted into {c.name}: set "
                f"{which} in /etc/docker/daemon.json, restart Docker and recreate {c.name} (or pass --dns {use}).",
                (look, merge_daemon_json({"dns": [use]}),
-                "sudo systemctl restart docker", f"docker rm -f {c.name}", rerun))
+                "sudo systemctl restart docker", *rerun))
 
 
 def _misplaced_loopback(ctx: CheckContext, server: str, networks: list[NetworkInfo], embedded: bool) -> str | None:

@@ -26,8 +26,9 @@ def _has_mss_clamp(ctx: CheckContext) -> bool:
 
 
 def _fix(ctx: CheckContext, link: Link, network: NetworkInfo | None, limit: int, egress_dev: str) -> Fix:
-    clamp = ctx.on_host(f"iptables -t mangle -A FORWARD -o {egress_dev} -p tcp --tcp-flags SYN,RST SYN "
-                        "-j TCPMSS --clamp-mss-to-pmtu")
+    # the stopgap is an alternative: commented, so pasting the whole fix applies only the real one
+    clamp = "# or, as a stopgap for TCP only: " + ctx.on_host(
+        f"iptables -t mangle -A FORWARD -o {egress_dev} -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu")
     if network is None:
         return Fix(f"Lower {link.name}'s MTU to {limit} (or clamp TCP MSS on the host as a stopgap).",
                    (ctx.in_target(f"ip link set dev {link.name} mtu {limit}"), clamp))

@@ -9,6 +9,7 @@ from netdoctor.context import CheckContext
 from netdoctor.facts.docker import ContainerInfo, PublishedPort
 from netdoctor.facts.namespace import Listener
 from netdoctor.facts.processes import Process, socket_owners
+from netdoctor.fixes import recreate
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
 from netdoctor.registry import check
 
@@ -98,12 +99,6 @@ class _Holders:
         return next(p for p in candidates if p not in taken)
 
 
-def _rerun(ctx: CheckContext, publish: str) -> tuple[str, str]:
-    c = ctx.container
-    return (f"docker rm -f {c.name}",
-            f"docker run -d --name {c.name} -p {publish} {c.image}  # plus {c.name}'s other run options")
-
-
 def _compose_hint(ctx: CheckContext, publish: str) -> str:
     service = ctx.container.labels.get("com.docker.compose.service")
     return f" In compose, service {service}: ports: [\"{publish}\"]." if service else ""
@@ -139,7 +134,8 @@ def _host_side(ctx: CheckContext, port: PublishedPort, holders: _Holders) -> Ite
     commands += [ctx.on_host(f"kill {h['pid']}") + f"  # {h['name']}" for h in processes]
     commands += [f"docker start {c.name}" if not c.running else f"docker restart {c.name}"]
     fix = Fix(f"Free host port {port.host_port} (stop {who}) and start {c.name} again, or publish {c.name} on "
-              f"free host port {spare} instead.{_compose_hint(ctx, publish)}", tuple(commands) + _rerun(ctx, publish))
+              f"free host port {spare} instead.{_compose_hint(ctx, publish)}",
+              tuple(commands) + recreate(c, f"-p {publish}", alternative=True))
     if start_failed:
         yield ctx.fail(f"{c.name} could not start: host port {port.host_port}/{port.proto} is held by {who}",
                        detail=f"Docker could not bind {port.label} when starting {c.name} (\"{c.error}\"), so the "
@@ -173,7 +169,8 @@ def _inside(ctx: CheckContext, port: PublishedPort, listeners: list[Listener],
                 f"publish that port instead." if elsewhere else "")
         commands = [f"docker logs --tail 50 {c.name}", look]
         if len(elsewhere) == 1:
-            commands += _rerun(ctx, f"{port.host_ip + ':' if port.host_ip else ''}{port.host_port}:{elsewhere[0]}")
+            commands += recreate(c, f"-p {port.host_ip + ':' if port.host_ip else ''}{port.host_port}:{elsewhere[0]}",
+                                 alternative=True)
         yield ctx.fail(f"Nothing listens on {port.container_port}/{port.proto} inside {c.name}: {port.label} leads nowhere",
                        detail=f"The host publishes {port.label}, but no socket in the container listens on "
                               f"{port.container_port}/{port.proto}: connections to the published port are refused or reset.",
@@ -206,7 +203,7 @@ def _exposure(ctx: CheckContext, port: PublishedPort) -> Iterator[Finding]:
                           "other containers use a shared network instead.",
                    evidence={"published": port.label, "host_ip": port.host_ip or "0.0.0.0", "service": service},
                    fix=Fix(f"Publish {port.container_port} on 127.0.0.1 only (-p {publish}).{_compose_hint(ctx, publish)}",
-                           _rerun(ctx, publish)))
+                           recreate(ctx.container, f"-p {publish}")))
 
 
 @check(id="ports", title="Published ports reach a listening service", scope=Scope.CONTAINER, severity=Severity.HIGH,

@@ -67,7 +67,9 @@ def test_loopback_nameserver_on_default_bridge_fails(make_container, netdoctor, 
     assert finding["evidence"]["queries"][0]["outcome"] in ("refused", "timeout")
     assert ("embedded DNS" in finding["evidence"]["reason"]) == (server == "127.0.0.11")
     commands = finding["fix"]["commands"]
-    assert f"docker rm -f {web.name}" in commands
+    # recreated, keeping the old container until the new one works: nothing deleted first
+    assert not any(c.startswith("docker rm -f") for c in commands), commands
+    assert commands.index(f"docker rename {web.name} {web.name}-old") < commands.index(f"docker rm {web.name}-old  # once {web.name} works")
     upstream = host_upstream() or "ADDRESS-OF-YOUR-RESOLVER"
     assert any(c.startswith(f"docker run -d --name {web.name} --dns {upstream} ") for c in commands), commands
     assert f"created with --dns {server}" in finding["fix"]["summary"]

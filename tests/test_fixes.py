@@ -28,3 +28,20 @@ def test_daemon_json_merge_creates_a_missing_or_empty_file(tmp_path):
             path.write_text(content)
         _run_on(path, merge_daemon_json({"bip": "10.99.0.1/24"}))
         assert json.loads(path.read_text()) == {"bip": "10.99.0.1/24"}
+
+
+def test_recreate_keeps_the_old_container_and_follows_compose():
+    from types import SimpleNamespace
+
+    from netdoctor.fixes import recreate
+
+    plain = SimpleNamespace(name="web", image="shop/web", labels={})
+    assert recreate(plain, "-p 8081:80") == (
+        "docker stop web", "docker rename web web-old",
+        "docker run -d --name web -p 8081:80 shop/web  # plus the other options of web-old: docker inspect web-old",
+        "docker rm web-old  # once web works")
+    assert all(c.startswith("# or: ") for c in recreate(plain, "-p 8081:80", alternative=True))
+    composed = SimpleNamespace(name="shop-web-1", image="shop/web",
+                               labels={"com.docker.compose.project": "shop", "com.docker.compose.service": "web"})
+    [command] = recreate(composed, "--dns 10.0.0.2")
+    assert command.startswith("docker compose -p shop up -d --force-recreate web")

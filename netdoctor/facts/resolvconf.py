@@ -87,11 +87,11 @@ HOST_RESOLV_CONFS = ("/run/systemd/resolve/resolv.conf", "/etc/resolv.conf")
 
 def host_upstream() -> str | None:
     """The host's first non-loopback nameserver (systemd-resolved's upstream list first), to print in fixes.
-    Read through PID 1's root (the host's files even when netdoctor runs in a container), else our own root
-    when PID 1 is shielded; never queried."""
+    Read through PID 1's root (the host's files even when netdoctor runs in a container), else kthreadd's
+    (PID 2, also the host's root, when PID 1 is shielded), else our own; never queried."""
     import ipaddress
 
-    for path in (root + conf for root in ("/proc/1/root", "") for conf in HOST_RESOLV_CONFS):
+    for path in (root + conf for root in ("/proc/1/root", "/proc/2/root", "") for conf in HOST_RESOLV_CONFS):
         try:
             servers = read(path).nameservers
         except ResolvConfUnavailable:
