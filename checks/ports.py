@@ -45,13 +45,15 @@ def _endpoint(address: str, port: int) -> str:
 class _Holders:
     """Who holds host ports: sockets in the host namespace with their processes, and other containers."""
 
-    def __init__(self, ctx: CheckContext):
+    def __init__(self, ctx: CheckContext, inside: list[Listener]):
         self.ctx = ctx
         self.listeners = ctx.host.facts.listeners
+        self.inside = inside
 
     @cached_property
     def owners(self) -> dict[int, list[Process]]:
-        return socket_owners(sock.inode for sock in self.listeners)
+        """Processes of the host's and the container's sockets: one walk of /proc/*/fd for both."""
+        return socket_owners(sock.inode for sock in (*self.listeners, *self.inside))
 
     @cached_property
     def containers(self) -> list[ContainerInfo]:
@@ -233,17 +235,13 @@ def ports(ctx: CheckContext) -> Iterator[Finding]:
     if not c.published:
         yield ctx.ok(f"{c.name} publishes no port", evidence={"exposed": list(c.exposed)})
         return
-    holders = _Holders(ctx)
-    inside: list[Listener] = []
-    inside_owners: dict[int, list[Process]] = {}
     in_netns = ctx.target.netns_path is not None  # running, and its namespace visible to us
-    if in_netns:
-        inside = list(ctx.netns.facts.listeners)
-        inside_owners = socket_owners(sock.inode for sock in inside)
+    inside = list(ctx.netns.facts.listeners) if in_netns else []
+    holders = _Holders(ctx, inside)
     for port in _distinct(c.published):
         yield from _host_side(ctx, port, holders)
         if in_netns:
-            yield from _inside(ctx, port, inside, inside_owners)
+            yield from _inside(ctx, port, inside, holders.owners)
         yield from _exposure(ctx, port)
     if not in_netns:
         yield ctx.skip(f"Listeners inside {c.name} not checked",
