@@ -109,7 +109,7 @@ def _docker_network_of(ctx, address: str) -> str | None:
 
 def explain_failure(ctx, result) -> Layer:
     """Why a TCP connect (probes/tcp.ConnectResult) from the target failed, walking outwards from the target."""
-    from netdoctor.probes.icmp import NUD_ANSWERED, neighbour_state
+    from netdoctor.probes.icmp import NUD_ANSWERED
 
     dst, port = result.host, result.port
     target = ctx.netns.facts
@@ -152,7 +152,7 @@ def explain_failure(ctx, result) -> Layer:
                      evidence, *_firewall_fix(ctx, found, flow, chain)) if found is not None and found.dropped else None
     if result.outcome == "refused":
         return firewall if firewall and found.action == "REJECT" else refused
-    arp = neighbour_state(ctx.netns, next_hop)
+    arp = ctx.netns.neighbour_state(next_hop)
     evidence[f"arp {next_hop}"] = arp or "no entry"
     if arp not in NUD_ANSWERED:
         what = "gateway" if route.gateway else "peer"

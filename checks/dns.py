@@ -9,7 +9,7 @@ from netdoctor.facts import resolvconf
 from netdoctor.fixes import merge_daemon_json, recreate
 from netdoctor.facts.docker import NetworkInfo
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
-from netdoctor.probes import concurrently, dns as dns_probe
+from netdoctor.probes import concurrently
 from netdoctor.probes.dns import QueryResult
 from netdoctor.registry import check
 
@@ -37,7 +37,7 @@ def _dns_fix(ctx: CheckContext, server: str, networks: list[NetworkInfo]) -> Fix
     """Recreate the container with a nameserver it can reach: the host's upstream resolver when the host's
     resolv.conf names one (printed here, never queried)."""
     c = ctx.container
-    upstream = resolvconf.host_upstream()
+    upstream = ctx.session.fact(resolvconf.host_upstream)
     use = upstream or "ADDRESS-OF-YOUR-RESOLVER"
     which = "the host's upstream resolver" if upstream else "a resolver reachable from its network"
     user_net = next((n.name for n in networks if not n.is_default_bridge), None)
@@ -91,7 +91,7 @@ def _query_all(ctx: CheckContext, servers: list[str], names: list[str]) -> dict[
     questions = [(s, n) for s in servers for n in names] if names else [(s, LIVENESS_QUERY[0]) for s in servers]
     rdtype = "A" if names else LIVENESS_QUERY[1]
     view, timeout = ctx.netns, ctx.options.timeout
-    answers = concurrently(lambda q: dns_probe.query(view, q[0], q[1], timeout, rdtype), questions, 16)
+    answers = concurrently(lambda q: view.query(q[0], q[1], timeout, rdtype), questions, 16)
     return dict(zip(questions, answers))
 
 
@@ -219,7 +219,7 @@ def dns(ctx: CheckContext) -> Iterator[Finding]:
         yield ctx.skip(f"{c.name} has no resolv.conf yet: it has never started")
         return
     try:
-        conf = resolvconf.read(path)
+        conf = ctx.session.fact(resolvconf.read, path)
     except resolvconf.ResolvConfUnavailable as exc:
         yield ctx.skip(f"Cannot read {c.name}'s resolv.conf", detail=str(exc))
         return

@@ -3,14 +3,15 @@ from __future__ import annotations
 from typing import Iterator
 
 from netdoctor.checks import _layers as layers
-from netdoctor.context import CheckContext, split_peer
+from netdoctor.context import CheckContext
+from netdoctor.request import split_peer
 from netdoctor.fixes import merge_daemon_json
 from netdoctor.dockerapi import ContainerNotFound
 from netdoctor.facts.docker import Attachment, ContainerInfo, NetworkInfo
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
 from netdoctor import filterpath
 from netdoctor.filterpath import Flow
-from netdoctor.probes import concurrently, tcp
+from netdoctor.probes import concurrently
 from netdoctor.registry import check
 
 ICC_OPTION = "com.docker.network.bridge.enable_icc"
@@ -114,7 +115,7 @@ def _untested(ctx: CheckContext, network: NetworkInfo, peer: ContainerInfo) -> F
 
 
 def _connect(ctx: CheckContext, peer: ContainerInfo, mine: Attachment, network: NetworkInfo, theirs: Attachment, port: int) -> Finding:
-    result = tcp.connect(ctx.netns, theirs.ip, port, ctx.options.timeout)
+    result = ctx.netns.connect(theirs.ip, port, ctx.options.timeout)
     endpoint = f"{peer.name}:{port} ({theirs.ip} on {network.name})"
     evidence = {"network": network.name, "icc_enabled": network.icc_enabled, **result.to_evidence()}
     isolated = network.driver == "bridge" and not network.icc_enabled

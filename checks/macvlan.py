@@ -101,7 +101,7 @@ def _host_to_container(ctx: CheckContext, network: NetworkInfo, attachment: Atta
                         detail=f"By design the kernel passes no traffic between a {network.driver} parent and its "
                                f"children: other machines on the LAN reach {ctx.target_name}, this host does not.",
                         evidence=evidence, fix=_shim_fix(ctx, network, parent.name))
-    result = icmp.echo(ctx.host, attachment.ip, [ECHO_SIZE], ctx.options.timeout)
+    result = ctx.host.echo(attachment.ip, [ECHO_SIZE], ctx.options.timeout)
     evidence["echo_answered"] = bool(result.answered)
     if shim is not None and result.answered:
         return ctx.ok(f"The host reaches {ctx.target_name} ({attachment.ip}) through its shim {shim.name}", evidence=evidence)
@@ -120,8 +120,8 @@ def _host_to_container(ctx: CheckContext, network: NetworkInfo, attachment: Atta
 def _gateway(ctx: CheckContext, network: NetworkInfo, attachment: Attachment, parent: Link | None) -> Finding | None:
     if not attachment.gateway or not ctx.target.netns_path or network.internal:
         return None
-    result = icmp.echo(ctx.netns, attachment.gateway, [ECHO_SIZE], ctx.options.timeout)
-    arp = icmp.neighbour_state(ctx.netns, attachment.gateway)
+    result = ctx.netns.echo(attachment.gateway, [ECHO_SIZE], ctx.options.timeout)
+    arp = ctx.netns.neighbour_state(attachment.gateway)
     evidence = {"gateway": attachment.gateway, "echo_answered": bool(result.answered), "arp": arp,
                 "parent": parent.name if parent else None}
     if result.answered or arp in icmp.NUD_ANSWERED:

@@ -53,7 +53,7 @@ class _Holders:
     @cached_property
     def owners(self) -> dict[int, list[Process]]:
         """Processes of the host's and the container's sockets: one walk of /proc/*/fd for both."""
-        return socket_owners(sock.inode for sock in (*self.listeners, *self.inside))
+        return self.ctx.session.fact(socket_owners, tuple(sorted({s.inode for s in (*self.listeners, *self.inside)})))
 
     @cached_property
     def containers(self) -> list[ContainerInfo]:

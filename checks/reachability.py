@@ -9,8 +9,8 @@ from netdoctor.context import CheckContext
 from netdoctor.dockerapi import ContainerNotFound
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
 from netdoctor.filterpath import Flow, rule_line
-from netdoctor.probes import concurrently, tcp
-from netdoctor.probes.icmp import NUD_ANSWERED, echo, neighbour_state
+from netdoctor.probes import concurrently
+from netdoctor.probes.icmp import NUD_ANSWERED
 from netdoctor.registry import check
 
 MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
@@ -115,8 +115,8 @@ def _default_route(ctx: CheckContext):
 def _gateway(ctx: CheckContext, route) -> Finding:
     """A small echo to the gateway, then its ARP entry: ICMP may be filtered by the host, ARP cannot be."""
     gateway = route.gateway
-    answered = bool(echo(ctx.netns, gateway, [64], ctx.options.timeout).answered)
-    arp = neighbour_state(ctx.netns, gateway)
+    answered = bool(ctx.netns.echo(gateway, [64], ctx.options.timeout).answered)
+    arp = ctx.netns.neighbour_state(gateway)
     evidence = {"gateway": gateway, "icmp_echo": "reply" if answered else "no reply", "arp": arp}
     if answered or arp in NUD_ANSWERED:
         how = "answers ICMP echo" if answered else f"answers ARP ({arp}) though not ICMP echo (the host filters ping)"
@@ -182,7 +182,7 @@ def _probe(ctx: CheckContext, spec: str, by_design: str | None) -> Finding:
     address, why = _probe_address(ctx, host)
     if address is None:
         return ctx.warn(f"--probe {spec}: not probed", detail=why)
-    result = tcp.connect(ctx.netns, address, int(port), ctx.options.timeout)
+    result = ctx.netns.connect(address, int(port), ctx.options.timeout)
     evidence = {"probe": spec, **result.to_evidence()}
     if result.ok:
         return ctx.ok(f"{spec}: connected from {ctx.target.label} in {result.latency_ms:.1f} ms", evidence=evidence)

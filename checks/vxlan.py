@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from netdoctor.context import CheckContext
-from netdoctor.dockerapi import DockerUnavailable
+from netdoctor.dockerapi import DockerUnavailable, SwarmUnavailable
 from netdoctor.facts import device, overlay
 from netdoctor.facts.docker import Attachment, NetworkInfo
 from netdoctor.facts.namespace import Link
 from netdoctor.facts.overlay import VXLAN_OVERHEAD
 from netdoctor.filterpath import Flow, rule_line, walk
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
-from netdoctor.probes import concurrently, icmp, tcp
+from netdoctor.probes import concurrently, tcp
 from netdoctor.registry import check
 
 MANAGER_PORT = 2377       # TCP: joining and talking to managers (raft, dispatcher)
@@ -55,18 +55,16 @@ def _swarm(ctx: CheckContext) -> Swarm:
     swarm.managers = {m["Addr"].rpartition(":")[0].strip("[]") for m in info.get("RemoteManagers") or () if m.get("Addr")}
     swarm.data_port = (info.get("Cluster") or {}).get("DataPathPort") or DEFAULT_DATA_PORT
     if swarm.is_manager:  # only managers can list nodes
-        import docker.errors
-
         try:
-            nodes = ctx.docker.client.nodes.list()
-        except docker.errors.APIError as exc:  # e.g. 503 "swarm does not have a leader": lost quorum
-            swarm.error = swarm.error or f"the manager cannot list nodes: {exc.explanation}"
+            nodes = ctx.docker.swarm_nodes()
+        except SwarmUnavailable as exc:
+            swarm.error = swarm.error or str(exc)
             nodes = []
         for node in nodes:
-            address = (node.attrs.get("Status") or {}).get("Addr") or ""
+            address = (node.get("Status") or {}).get("Addr") or ""
             if address and address != "0.0.0.0":
-                swarm.names[address] = (node.attrs.get("Description") or {}).get("Hostname") or node.id[:12]
-                if node.attrs.get("ManagerStatus"):
+                swarm.names[address] = (node.get("Description") or {}).get("Hostname") or node["ID"][:12]
+                if node.get("ManagerStatus"):
                     swarm.managers.add(address)
     return swarm
 
@@ -140,7 +138,7 @@ def _firewall(ctx: CheckContext, swarm: Swarm, peers: list[str], underlay: str) 
 
 def _probe_ports(ctx: CheckContext, swarm: Swarm, peers: list[str]) -> dict[tuple[str, int], tcp.ConnectResult]:
     targets = [(p, GOSSIP_PORT) for p in peers] + [(p, MANAGER_PORT) for p in peers if p in swarm.managers]
-    results = concurrently(lambda t: tcp.connect(ctx.host, t[0], t[1], ctx.options.timeout), targets, MAX_PROBES)
+    results = concurrently(lambda t: ctx.host.connect(t[0], t[1], ctx.options.timeout), targets, MAX_PROBES)
     return dict(zip(targets, results))
 
 
@@ -189,18 +187,6 @@ def _mtu(ctx: CheckContext, network: NetworkInfo, vxlan: Link, underlay: Link | 
                  ctx.on_host(f"ip link set dev {underlay.name} mtu {vxlan.mtu + VXLAN_OVERHEAD}  # on every node"))))
 
 
-def _endpoint_names(ctx: CheckContext, network: NetworkInfo) -> dict[str, str]:
-    """Overlay address -> container or task name, from the engine's verbose view of the network."""
-    import docker.errors
-
-    try:
-        verbose = ctx.docker.client.api.inspect_network(network.id, verbose=True)
-    except docker.errors.APIError:  # no quorum, or the network is gone: the endpoints stay unnamed
-        return {}
-    return {task["EndpointIP"]: task["Name"] for service in (verbose.get("Services") or {}).values()
-            for task in service.get("Tasks") or () if task.get("EndpointIP") and task.get("Name")}
-
-
 def _data_path(ctx: CheckContext, swarm: Swarm, network: NetworkInfo, attachment: Attachment,
                peers: list[overlay.OverlayPeer], underlay_ok: dict[str, bool], local_drops: list[str],
                data_port: int) -> Iterator[Finding]:
@@ -209,8 +195,8 @@ def _data_path(ctx: CheckContext, swarm: Swarm, network: NetworkInfo, attachment
         yield ctx.info(f"Overlay {network.name}: no endpoint on another node yet, nothing to reach across",
                        evidence={"network": network.name})
         return
-    rounds = dict(zip(peers, concurrently(lambda p: icmp.echo(ctx.netns, p.ip, [ECHO_SIZE], ctx.options.timeout), peers, MAX_PROBES)))
-    names = _endpoint_names(ctx, network)
+    rounds = dict(zip(peers, concurrently(lambda p: ctx.netns.echo(p.ip, [ECHO_SIZE], ctx.options.timeout), peers, MAX_PROBES)))
+    names = ctx.docker.network_endpoints(network.id)
     by_node: dict[str, dict[str, bool]] = defaultdict(dict)
     for peer, result in rounds.items():
         label = f"{names[peer.ip]} ({peer.ip})" if peer.ip in names else peer.ip

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from netdoctor.errors import BadInput
 from netdoctor.gate import FAIL_ON
 from netdoctor.model import Acceptance, Finding, Status
 
@@ -33,7 +34,7 @@ ACCEPT_KEYS = {"check", "target", "reason", "expires"}
 ACCEPTABLE = (Status.WARN, Status.FAIL)
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInput):
     """The config file is unreadable or malformed (exit 2)."""
 
 

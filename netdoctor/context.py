@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
-from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from netdoctor.dockerapi import ContainerNotFound, DockerSession
 from netdoctor.facts import NamespaceView
 from netdoctor.facts.docker import Attachment, NetworkInfo
 from netdoctor.model import CheckInfo, Finding, Fix, Status
 from netdoctor.netns import NamespaceError, NamespaceWorker, namespace_inode
+from netdoctor.request import Options
 from netdoctor.targets import Target, host_target
 
-
-@dataclass(frozen=True)
-class Options:
-    timeout: float = 2.0                 # seconds, for each active probe
-    peers: tuple[str, ...] = ()          # --peer: containers the target should reach
-    probes: tuple[str, ...] = ()         # --probe HOST:PORT: endpoints to TCP-connect from the target
-    resolve: tuple[str, ...] = ()        # --resolve NAME: names the target should resolve
-    host_netns: str | None = None        # --host-netns: treat this namespace as the host
-
-    @property
-    def peer_names(self) -> tuple[str, ...]:
-        """--peer values without their optional :PORT."""
-        return tuple(split_peer(spec)[0] for spec in self.peers)
-
-    @property
-    def check_deadline(self) -> float:
-        """How long one check may take in all before it is reported as hung."""
-        return 3 * self.timeout + 10
+T = TypeVar("T")
 
 
 class Session:
@@ -43,6 +27,8 @@ class Session:
         self.docker = docker or DockerSession()
         self.host_target = host_target(options.host_netns)
         self._views: dict[int, NamespaceView] = {}
+        self._facts: dict[tuple, tuple[bool, Any]] = {}
+        self._fact_locks: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def view(self, path: str, label: str) -> NamespaceView:
@@ -59,6 +45,40 @@ class Session:
             raise NamespaceError(0, self.host_target.unavailable)
         return self.view(self.host_target.netns_path, "host")
 
+    def fact(self, reader: Callable[..., T], *args: Any) -> T:
+        """A fact read from the host's files rather than from a namespace (a container's resolv.conf, which
+        process holds a socket): `reader(*args)` run once per run, its result (or exception) shared."""
+        key = (reader, args)
+        with self._lock:
+            lock = self._fact_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._facts:
+                try:
+                    self._facts[key] = (True, reader(*args))
+                except Exception as exc:
+                    self._facts[key] = (False, exc)
+            ok, value = self._facts[key]
+        if not ok:
+            raise value
+        return value
+
+    # What the runner and contexts ask of the machine; a test's fake session answers from constructed facts.
+
+    @property
+    def privileged(self) -> bool:
+        """Root: may enter other namespaces and read the firewall."""
+        return os.geteuid() == 0
+
+    def has_tool(self, name: str) -> bool:
+        """A program of the host's that netdoctor runs (iptables-save, nft) is installed."""
+        return shutil.which(name) is not None
+
+    def namespace_exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def same_namespace(self, path: str, other: str) -> bool:
+        return namespace_inode(path) == namespace_inode(other)
+
     def close(self) -> None:
         with self._lock:
             for view in self._views.values():
@@ -72,6 +92,8 @@ class CheckContext:
         self.target = target
         self.session = session
         self.options = session.options
+        self._unkeyed = 0
+        self._numbering = threading.Lock()  # probes run concurrently and phrase findings from their own threads
 
     @property
     def host(self) -> NamespaceView:
@@ -85,7 +107,7 @@ class CheckContext:
     @property
     def is_host_namespace(self) -> bool:
         """The target shares the host's namespace (host networking, or the host itself)."""
-        return namespace_inode(self.target.netns_path) == namespace_inode(self.host.path)
+        return self.session.same_namespace(self.target.netns_path, self.host.path)
 
     @property
     def container(self):
@@ -131,11 +153,17 @@ class CheckContext:
         return f"nsenter --net={self.target.netns_path} {command}"
 
     def finding(self, status: Status, title: str, detail: str = "", evidence: dict[str, Any] | None = None,
-                fix: Fix | str | None = None, commands: Iterable[str] = ()) -> Finding:
+                fix: Fix | str | None = None, commands: Iterable[str] = (), key: str = "") -> Finding:
+        """`key` names what the finding is about, stably across runs ("forwarding-off", "nameserver-10.0.0.2"):
+        root-cause rules and baselines refer to it. Without one, the finding is numbered in the check's order."""
         if isinstance(fix, str):
             fix = Fix(fix, tuple(commands))
+        if not key:
+            with self._numbering:
+                self._unkeyed += 1
+                key = f"finding-{self._unkeyed}"
         return Finding(check=self.check.id, target=self.target.label, status=status, severity=self.check.severity,
-                       title=title, detail=detail, evidence=evidence or {}, fix=fix)
+                       title=title, detail=detail, evidence=evidence or {}, fix=fix, key=key)
 
     def ok(self, title: str, **kw) -> Finding:
         return self.finding(Status.PASS, title, **kw)
@@ -151,19 +179,3 @@ class CheckContext:
 
     def skip(self, title: str, **kw) -> Finding:
         return self.finding(Status.SKIP, title, **kw)
-
-
-def split_peer(spec: str) -> tuple[str, int | None]:
-    """--peer NAME or NAME:PORT."""
-    name, sep, port = spec.rpartition(":")
-    return (name, int(port)) if sep and port.isdigit() else (spec, None)
-
-
-def bad_probe(spec: str) -> bool:
-    """A --probe value that is not HOST:PORT."""
-    host, sep, port = spec.rpartition(":")
-    return not (sep and host and port.isdigit())
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0

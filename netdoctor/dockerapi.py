@@ -5,15 +5,21 @@ from __future__ import annotations
 import os
 import threading
 
+from netdoctor.errors import BadInput, CannotCheck
+
 from netdoctor.facts.docker import Attachment, ContainerInfo, NetworkInfo, container_from_attrs, network_from_attrs
 
 
-class DockerUnavailable(Exception):
+class DockerUnavailable(CannotCheck):
     """The engine cannot be reached: netdoctor cannot check containers at all (exit 3)."""
 
 
-class ContainerNotFound(LookupError):
-    pass
+class SwarmUnavailable(Exception):
+    """The engine is in a swarm but cannot answer for it (no leader, not a manager)."""
+
+
+class ContainerNotFound(BadInput, LookupError):
+    """No container by that name or id (exit 2 when the user named it)."""
 
 
 def engine_address() -> str:
@@ -91,6 +97,38 @@ class DockerSession:
             except docker.errors.NotFound:
                 continue
         return found
+
+    def has_network(self, name_or_id: str) -> bool:
+        import docker.errors
+
+        try:
+            self.network(name_or_id)
+            return True
+        except docker.errors.NotFound:
+            return False
+
+    def network_endpoints(self, network_id: str) -> dict[str, str]:
+        """Overlay endpoint address -> task or container name, across the swarm (a manager's verbose view)."""
+        import docker.errors
+
+        try:
+            verbose = self.client.api.inspect_network(network_id, verbose=True)
+        except docker.errors.APIError:
+            return {}
+        endpoints = {c["IPv4Address"].partition("/")[0]: c["Name"] for c in (verbose.get("Containers") or {}).values()
+                     if c.get("IPv4Address") and c.get("Name")}
+        endpoints.update({task["EndpointIP"]: task["Name"] for service in (verbose.get("Services") or {}).values()
+                          for task in service.get("Tasks") or () if task.get("EndpointIP") and task.get("Name")})
+        return endpoints
+
+    def swarm_nodes(self) -> list[dict]:
+        """Every node of the swarm (only a manager can list them); SwarmUnavailable says why not."""
+        import docker.errors
+
+        try:
+            return [node.attrs for node in self.client.nodes.list()]
+        except docker.errors.APIError as exc:  # e.g. 503 "swarm does not have a leader": lost quorum
+            raise SwarmUnavailable(f"the manager cannot list nodes: {exc.explanation}") from None
 
     def all_networks(self) -> list[NetworkInfo]:
         """Every network of the engine (the list call carries IPAM and options: no inspect per network)."""

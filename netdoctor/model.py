@@ -106,6 +106,9 @@ class Acceptance:
                 else f"accepted until {self.expires}: {self.reason}")
 
 
+ABOUT_RUN = "netdoctor"  # the `check` (and target) of findings about the run itself
+
+
 @dataclass(frozen=True)
 class Finding:
     check: str
@@ -118,6 +121,13 @@ class Finding:
     fix: Fix | None = None
     duration_ms: float = 0.0
     accepted: Acceptance | None = None  # set from the baseline (netdoctor/config.py), never by a check
+    key: str = ""                       # what the finding is about, stable across runs (e.g. "forwarding-off")
+    caused_by: str | None = None        # the id of the root-cause finding this one follows from
+
+    @property
+    def id(self) -> str:
+        """Stable within and across runs: which check, on which target, about what."""
+        return f"{self.check}/{self.key or 'result'}@{self.target}"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -125,7 +135,16 @@ class Finding:
         data["severity"] = self.severity.value
         data["fix"] = self.fix.to_dict() if self.fix else {"summary": "", "commands": []}
         data["duration_ms"] = round(self.duration_ms, 1)
+        data["id"] = self.id
         return data
+
+
+def about_run(title: str, detail: str = "", target: str = ABOUT_RUN, status: Status = Status.ERROR,
+              key: str = "") -> Finding:
+    """A finding about the run itself rather than about the network: a check plugin that failed to load, a
+    target that cannot be diagnosed or vanished, netdoctor's own failure. Always shown, never accepted."""
+    return Finding(check=ABOUT_RUN, target=target, status=status, severity=Severity.HIGH, title=title, detail=detail,
+                   key=key)
 
 
 def summarize(findings: list[Finding]) -> dict[str, int]:

@@ -8,20 +8,18 @@ jobs still waiting, so hung checks never starve the rest.
 
 from __future__ import annotations
 
-import os
 import queue
-import shutil
 import threading
 import time
 import traceback
 from dataclasses import replace
 from typing import Iterable, Iterator
 
-from netdoctor.context import CheckContext, Session, is_root
+from netdoctor.context import CheckContext, Session
 from netdoctor.dockerapi import DockerUnavailable
-from netdoctor.model import CheckInfo, Finding, Need, Scope, Severity, Status
+from netdoctor.model import CheckInfo, Finding, Need, Scope, Status, about_run
 from netdoctor.netns import NamespaceError
-from netdoctor.registry import Catalogue, LoadError
+from netdoctor.registry import LoadError
 from netdoctor.targets import Target
 
 MAX_PARALLEL = 16
@@ -48,14 +46,14 @@ def unmet_need(info: CheckInfo, target: Target, session: Session) -> str | None:
     if info.scope is Scope.CONTAINER and target.container is None and target.unidentified:
         return target.unidentified
     for need in sorted(info.needs, key=lambda n: n.value):
-        if need is Need.ROOT and not is_root():
+        if need is Need.ROOT and not session.privileged:
             return "needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN): run netdoctor with sudo"
         if need is Need.DOCKER and target.container is None:
             return f"only applies to Docker containers; {target.label} is not one"
         if need is Need.NETNS:
             if target.netns_path is None:
                 return target.unavailable or f"{target.label} has no network namespace"
-            if not os.path.exists(target.netns_path):
+            if not session.namespace_exists(target.netns_path):
                 raise TargetVanished(f"{target.label} disappeared during the run ({target.netns_path} is gone)")
             try:
                 session.view(target.netns_path, target.label)
@@ -66,7 +64,7 @@ def unmet_need(info: CheckInfo, target: Target, session: Session) -> str | None:
                 session.host  # noqa: B018  (entering is the test)
             except (NamespaceError, OSError) as exc:
                 return f"cannot read the host's network namespace: {exc.strerror or exc}"
-        if need is Need.IPTABLES and not shutil.which("iptables-save"):
+        if need is Need.IPTABLES and not session.has_tool("iptables-save"):
             return "iptables-save is not installed on this host"
     return None
 
@@ -80,32 +78,29 @@ def _run_one(info: CheckInfo, target: Target, session: Session) -> list[Finding]
     try:
         reason = unmet_need(info, target, session)
     except TargetVanished as exc:
-        return [ctx.finding(Status.ERROR, f"{info.title}: target vanished", detail=str(exc))]
+        return [ctx.finding(Status.ERROR, f"{info.title}: target vanished", detail=str(exc), key="target-vanished")]
     if reason:
-        return [ctx.skip(f"{info.title}: skipped", detail=reason)]
+        return [ctx.skip(f"{info.title}: skipped", detail=reason, key="skipped")]
     try:
         findings = list(info.func(ctx) or ())
     except DockerUnavailable as exc:
-        return [ctx.finding(Status.ERROR, f"{info.title}: Docker not reachable", detail=str(exc))]
+        return [ctx.finding(Status.ERROR, f"{info.title}: Docker not reachable", detail=str(exc), key="docker-unreachable")]
     except NamespaceError as exc:
-        return [ctx.finding(Status.ERROR, f"{info.title}: could not enter a namespace", detail=str(exc))]
+        return [ctx.finding(Status.ERROR, f"{info.title}: could not enter a namespace", detail=str(exc), key="netns-unavailable")]
     except Exception as exc:  # a buggy check must not stop the others
         where = traceback.extract_tb(exc.__traceback__)[-1]
         return [ctx.finding(Status.ERROR, f"{info.title}: the check crashed",
-                            detail=f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})")]
+                            detail=f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})", key="crashed")]
     return findings or [ctx.finding(Status.ERROR, f"{info.title}: produced no finding",
-                                    detail="a check must yield at least one finding")]
+                                    detail="a check must yield at least one finding", key="no-finding")]
 
 
 def load_error_findings(errors: Iterable[LoadError]) -> list[Finding]:
-    return [Finding(check="netdoctor", target="netdoctor", status=Status.ERROR, severity=Severity.HIGH,
-                    title=f"check plugin {e.source} failed to load", detail=e.message) for e in errors]
+    return [about_run(f"check plugin {e.source} failed to load", e.message, key=f"plugin-{e.source}") for e in errors]
 
 
-def run(catalogue: Catalogue, checks: list[CheckInfo], targets: list[Target], session: Session,
-        explicit: bool = False) -> Iterator[Finding]:
+def run(checks: list[CheckInfo], targets: list[Target], session: Session, explicit: bool = False) -> Iterator[Finding]:
     """Yield findings as checks complete, in completion order."""
-    yield from load_error_findings(catalogue.errors)
     jobs = plan(checks, targets, session.host_target, explicit)
     results: queue.SimpleQueue = queue.SimpleQueue()
     slots = threading.Semaphore(MAX_PARALLEL)
@@ -150,7 +145,7 @@ def run(catalogue: Catalogue, checks: list[CheckInfo], targets: list[Target], se
             info, target = pending.pop(number)
             ctx = CheckContext(info, target, session)
             yield replace(ctx.finding(Status.ERROR, f"{info.title}: did not finish",
-                                      detail=f"the check ran longer than {deadline:g}s and was abandoned"),
+                                      detail=f"the check ran longer than {deadline:g}s and was abandoned", key="hung"),
                           duration_ms=deadline * 1000)
         waits = [started[n] + deadline - now for n in pending if n in started]
         try:

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from netdoctor.errors import BadInput
 from netdoctor.facts.docker import ContainerInfo
 
 HOST_NETNS = "/proc/1/ns/net"  # PID 1's namespace is the host's, also from a container run with --pid host
@@ -17,7 +18,7 @@ CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
 DOCKER_SOCKET_FLAG = "-v /var/run/docker.sock:/var/run/docker.sock"
 
 
-class TargetError(ValueError):
+class TargetError(BadInput):
     """The user named something that does not exist or cannot be a target (exit 2)."""
 
 
@@ -167,10 +168,11 @@ def container_target(container: ContainerInfo) -> Target:
     return Target("container", container.name, None, container, unavailable=why + ": it has no network namespace")
 
 
-def resolve(spec: str, docker_session, host_netns: str | None) -> Target:
+def resolve(spec: str, docker_session, host: Target) -> Target:
+    """The target `spec` names; `host` is the run's host target (the machine's, or --host-netns)."""
     kind, sep, rest = spec.partition(":")
     if spec == "host":
-        return host_target(host_netns)
+        return host
     if spec == "self":
         return self_target(docker_session)
     if sep and kind == "pid":

@@ -4,9 +4,10 @@ import sys
 import textwrap
 import time
 
-from netdoctor.context import Options, Session
+from netdoctor.context import Session
 from netdoctor.model import Need, Scope, Status
 from netdoctor.registry import check, discover
+from netdoctor.request import Options
 from netdoctor.runner import run
 from netdoctor.targets import resolve
 from tests.conftest import run_cli
@@ -36,8 +37,8 @@ def docker_only(ctx):
 def _run(*checks, timeout=0.1):
     session = Session(Options(timeout=timeout))
     try:
-        target = resolve("self", session.docker, None)
-        return list(run(discover(), [c.__netdoctor_check__ for c in checks], [target], session, explicit=True))
+        target = resolve("self", session.docker, session.host_target)
+        return list(run([c.__netdoctor_check__ for c in checks], [target], session, explicit=True))
     finally:
         session.close()
 
@@ -103,10 +104,10 @@ def test_a_target_that_vanishes_gives_an_error_finding_not_a_crash():
     sleeper = __import__("subprocess").Popen(["sleep", "30"])
     session = Session(Options())
     try:
-        target = resolve(f"pid:{sleeper.pid}", session.docker, None)
+        target = resolve(f"pid:{sleeper.pid}", session.docker, session.host_target)
         sleeper.kill()
         sleeper.wait()
-        [finding] = list(run(discover(), [fine.__netdoctor_check__], [target], session))
+        [finding] = list(run([fine.__netdoctor_check__], [target], session))
     finally:
         session.close()
     assert finding.status is Status.ERROR and "disappeared" in finding.detail

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from netdoctor.context import Options
+from netdoctor.request import Options, Request
 from netdoctor.model import Need, Scope, Status
 from netdoctor.registry import check
 from tests.conftest import run_cli, sh
@@ -76,9 +76,15 @@ def broken_host(make_netns):
 
 
 def make_app(*targets, host, tmp_path, checks=CHEAP, **options):
+    """The TUI on `targets` with `checks`: ids, or definitions of a test's own checks (added to the catalogue)."""
+    from netdoctor.registry import Catalogue, discover
     from netdoctor.tui.app import NetdoctorApp
 
-    return NetdoctorApp(targets, Options(timeout=1, host_netns=host, **options), checks, output_dir=tmp_path)
+    own = tuple(c for c in checks if not isinstance(c, str))
+    catalogue = discover()
+    request = Request(targets=targets, options=Options(timeout=1, host_netns=host, **options),
+                      checks=tuple(c if isinstance(c, str) else c.id for c in checks))
+    return NetdoctorApp(request, output_dir=tmp_path, catalogue=Catalogue(catalogue.checks + own, catalogue.errors))
 
 
 @pytest.mark.docker
@@ -224,7 +230,7 @@ def test_peer_and_probe_from_the_dialog_go_into_options(make_container, broken_h
         await until(pilot, finished(messages, 1), what="the diagnosis")
         await pilot.press("o")
         await pilot.press(*db.name, "tab", *"nope", "enter")
-        assert "not HOST:PORT: nope" in str(app.screen.query_one("#problem").render())
+        assert "'nope' is not HOST:PORT" in str(app.screen.query_one("#problem").render())
         await pilot.press(*["backspace"] * 4, *"127.0.0.1:80", "enter")
         assert app.options.peers == (db.name,) and app.options.probes == ("127.0.0.1:80",)
         await until(pilot, finished(messages, 2), what="the rerun with the new options")
@@ -288,7 +294,7 @@ def test_switching_target_and_clicking(make_container, broken_host, tmp_path):
         await until(pilot, lambda: app.screen.rows and app.screen.rows[0][0] == second.name, what="the filtered list")
         await pilot.click("#targets", offset=(2, 1))  # a click on the highlighted row picks it
         await until(pilot, lambda: of(messages, "RunFinished") and type(app.screen).__name__ == "DiagnosisScreen"
-                    and app.screen.specs == [second.name] and not app.screen.running, what="the second diagnosis")
+                    and app.screen.request.targets == (second.name,) and not app.screen.running, what="the second diagnosis")
         assert {target for _, _, target in rows(app)} == {f"container:{second.name}"}
         await pilot.press("question_mark")
         assert type(app.screen).__name__ == "HelpScreen"
@@ -307,7 +313,7 @@ def test_picker_without_docker_offers_the_host(monkeypatch, tmp_path):
         assert [row[0] for row in pilot.app.screen.rows] == ["host"]
         assert "not reachable" in str(pilot.app.screen.query_one("#hint").render())
 
-    drive(NetdoctorApp(checks=CHEAP, output_dir=tmp_path), scenario)
+    drive(NetdoctorApp(Request(checks=tuple(CHEAP)), output_dir=tmp_path), scenario)
 
 
 def test_tui_command_rejects_bad_input_before_starting():

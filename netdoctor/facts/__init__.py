@@ -51,6 +51,33 @@ class NamespaceView:
     def firewall(self) -> firewall.Ruleset:
         return self._once("iptables", lambda: self.worker.call(firewall.read, timeout=15))
 
+    # Active probes from inside this namespace, each bounded by its own timeout. Checks call these (never
+    # the probe modules), so a test can answer them from a script instead of the network.
+
+    def connect(self, host: str, port: int, timeout: float):
+        """One TCP handshake (probes/tcp.py)."""
+        from netdoctor.probes import tcp
+
+        return tcp.connect(self, host, port, timeout)
+
+    def query(self, server: str, name: str, timeout: float, rdtype: str = "A"):
+        """One DNS query over UDP (probes/dns.py)."""
+        from netdoctor.probes import dns
+
+        return dns.query(self, server, name, timeout, rdtype)
+
+    def echo(self, destination: str, sizes: list[int], wait: float):
+        """DF ICMP echoes of the given IPv4 packet sizes (probes/icmp.py)."""
+        from netdoctor.probes import icmp
+
+        return icmp.echo(self, destination, sizes, wait)
+
+    def neighbour_state(self, address: str) -> str | None:
+        """The ARP state held for `address` now (probes/icmp.py), not cached: it changes as probes run."""
+        from netdoctor.probes import icmp
+
+        return self.worker.call(icmp.read_neighbour_state, address, timeout=5)
+
     def read(self, reader: Callable[..., Any], *args: Any) -> Any:
         """Any other fact: `reader(*args)` run once on this namespace's thread, its result shared
         (e.g. `view.read(device.read, "eth0")`)."""

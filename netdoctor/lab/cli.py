@@ -8,17 +8,12 @@ import time
 
 import click
 
-
-def _abort(message: str, code_name: str):
-    from netdoctor.cli import Abort
-    from netdoctor.model import ExitCode
-
-    return Abort(message, ExitCode[code_name])
+from netdoctor.errors import BadInput, CannotCheck
 
 
 def _require_root() -> None:
     if os.geteuid() != 0:
-        raise _abort("the lab creates network namespaces, links and containers: run it with sudo", "CANNOT_RUN")
+        raise CannotCheck("the lab creates network namespaces, links and containers: run it with sudo")
 
 
 def _pick(names: tuple[str, ...]):
@@ -27,7 +22,7 @@ def _pick(names: tuple[str, ...]):
     known = scenarios()
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise _abort(f"unknown scenario(s): {', '.join(unknown)} (see `netdoctor lab list`)", "BAD_INPUT")
+        raise BadInput(f"unknown scenario(s): {', '.join(unknown)} (see `netdoctor lab list`)")
     return known, [known[n] for n in names]
 
 
@@ -68,14 +63,14 @@ def up(names: tuple[str, ...]) -> None:
     _, chosen = _pick(names)
     if any(s.needs_docker for s in chosen) and docker_client() is None:
         needing = ", ".join(s.name for s in chosen if s.needs_docker)
-        raise _abort(f"{needing} need(s) a running Docker engine, and none answers", "CANNOT_RUN")
+        raise CannotCheck(f"{needing} need(s) a running Docker engine, and none answers")
     with exclusive(_waiting):
         for scenario in chosen:
             started = time.monotonic()
             try:
                 targets = scenario.up()
             except LabError as exc:
-                raise _abort(f"could not build {scenario.name} (partial objects removed): {exc}", "CANNOT_RUN") from None
+                raise CannotCheck(f"could not build {scenario.name} (partial objects removed): {exc}") from None
             click.echo(f"{scenario.name} is up ({time.monotonic() - started:.1f}s): {scenario.summary}")
             for target in targets:
                 click.echo(f"  {as_root(target.command)}")
@@ -91,7 +86,7 @@ def down(names: tuple[str, ...], everything: bool) -> None:
 
     _require_root()
     if bool(names) == everything:
-        raise _abort("name the scenario(s) to remove, or use --all", "BAD_INPUT")
+        raise BadInput("name the scenario(s) to remove, or use --all")
     known, chosen = _pick(names)
     with exclusive(_waiting):
         for scenario in known.values() if everything else chosen:
@@ -103,7 +98,7 @@ def down(names: tuple[str, ...], everything: bool) -> None:
                 teardown(name)  # left by a scenario no module lists (renamed, or another netdoctor version)
             remaining = [what for objects in leftovers().values() for what in objects]
             if remaining:
-                raise _abort(f"could not remove: {', '.join(remaining)}", "CANNOT_RUN")
+                raise CannotCheck(f"could not remove: {', '.join(remaining)}")
 
 
 @click.command()

@@ -3,36 +3,38 @@ always remove them again, also on Ctrl-C, SIGTERM or an error."""
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import click
 
-from netdoctor.cli import use_color
+from netdoctor.model import Finding, Status
 from netdoctor.lab.scenario import LabTarget, Scenario, as_root
 from netdoctor.lab.topology import LabError, exclusive
 
 DEMO_SCENARIOS = ("ip_forward", "dns", "ports", "icc")
 
 
-def diagnose(target: LabTarget) -> list[dict]:
-    """Run `netdoctor check <target>` in this process, exactly as LabTarget.command prints it: the text
-    report goes to stdout, and a JSON copy tells the demo what was found."""
-    from netdoctor.cli import check as check_command
+def diagnose(target: LabTarget) -> list[Finding]:
+    """Diagnose `target` in this process exactly as `netdoctor check <spec> <args...>` would (its text report
+    goes to stdout) and return the findings, for the demo to judge."""
+    from netdoctor.cli import build_request, check as check_command
+    from netdoctor.core import diagnose as run_diagnosis
+    from netdoctor.report import use_color
+    from netdoctor.report.text import TextReporter
 
-    with tempfile.TemporaryDirectory(prefix="netdoctor-demo-") as tmp:
-        report = Path(tmp) / "report.json"
-        try:
-            check_command.main([target.spec, *target.args, "--report", f"json={report}"],
-                               prog_name="netdoctor check", standalone_mode=False)
-        except SystemExit:
-            pass  # the exit code is the gate's verdict; the demo judges from the findings
-        return json.loads(report.read_text())["findings"] if report.exists() else []
+    # the scenario's printed command line, parsed by the command's own options into a Request
+    with check_command.make_context("netdoctor check", [target.spec, *target.args]) as context:
+        params = {k: v for k, v in context.params.items() if k not in ("fmt", "output", "reports")}
+    with run_diagnosis(build_request(**params)) as diagnosis:
+        reporter = TextReporter(sys.stdout, use_color(sys.stdout), diagnosis.gate)
+        reporter.start(diagnosis.targets)
+        for finding in diagnosis:
+            reporter.add(finding)
+        reporter.finish(diagnosis.duration_ms)
+    return reporter.findings
 
 
 @contextmanager
@@ -60,15 +62,15 @@ def _teardown(scenarios: list[Scenario], echo) -> None:
         signal.signal(signal.SIGINT, previous)
 
 
-def _verdict(scenario: Scenario, findings: list[dict], echo) -> bool:
+def _verdict(scenario: Scenario, findings: list[Finding], echo) -> bool:
     """Say whether the planted fault was found, and which other findings are not the demo's doing."""
     check = scenario.expect.check
-    found = any(f["check"] == check and f["status"] in scenario.expect.statuses for f in findings)
+    found = any(f.check == check and f.status.value in scenario.expect.statuses for f in findings)
     if found:
         echo(f"-> the planted fault was found by the {check} check.", fg="green", bold=True)
     else:
         echo(f"-> the {check} check did NOT find the planted fault.", fg="red", bold=True)
-    others = sorted({f["check"] for f in findings if f["check"] != check and f["status"] in ("warn", "fail")})
+    others = sorted({f.check for f in findings if f.check != check and f.status in (Status.WARN, Status.FAIL)})
     if others:
         echo(f"   Also reported: {', '.join(others)}. The demo did not plant these: they follow from the planted "
              "fault or are true of this machine itself.")
@@ -95,6 +97,8 @@ def _show(number: int, total: int, scenario: Scenario, echo) -> bool:
 
 def run_demo(scenarios: list[Scenario]) -> int:
     """Returns the exit code: 0 when netdoctor found every planted fault, 1 when it missed one, 130 on Ctrl-C."""
+    from netdoctor.report import use_color
+
     color = use_color(sys.stdout)
 
     def echo(text: str = "", **style) -> None:

@@ -14,11 +14,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from netdoctor.errors import BadInput
+
 NODES_FILE = Path(os.environ.get("NETDOCTOR_LAB_STATE", "/run/netdoctor-lab")) / "nodes.json"
 
 
-class UnknownNode(LookupError):
-    pass
+class UnknownNode(BadInput, LookupError):
+    """--node names no lab node (exit 2)."""
 
 
 def load() -> dict[str, dict[str, str]]:

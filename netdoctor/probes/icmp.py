@@ -124,7 +124,10 @@ NUD_STATES = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY
 NUD_ANSWERED = {"REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP"}
 
 
-def _neighbour_state(address: str) -> str | None:
+def read_neighbour_state(address: str) -> str | None:
+    """Run on a namespace thread: the ARP state the namespace holds for `address` now (None: no entry), e.g.
+    after an echo to it: REACHABLE/STALE/DELAY mean something on the link answered ARP; INCOMPLETE/FAILED
+    mean nothing did."""
     from pyroute2 import IPRoute
 
     with IPRoute() as ipr:
@@ -132,9 +135,3 @@ def _neighbour_state(address: str) -> str | None:
             if entry.get_attr("NDA_DST") == address:
                 return NUD_STATES.get(entry["state"], hex(entry["state"]))
     return None
-
-
-def neighbour_state(view: NamespaceView, address: str) -> str | None:
-    """The ARP state the namespace holds for `address` now (None: no entry), e.g. after an echo to it:
-    REACHABLE/STALE/DELAY mean something on the link answered ARP; INCOMPLETE/FAILED mean nothing did."""
-    return view.worker.call(_neighbour_state, address, timeout=5)

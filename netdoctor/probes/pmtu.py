@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from netdoctor.facts import NamespaceView
 from netdoctor.probes import concurrently
-from netdoctor.probes.icmp import EchoRound, echo
+from netdoctor.probes.icmp import EchoRound
 
 MIN_SIZE = 576            # every IPv4 path carries this much; below it the destination is just not answering
 COARSE_STEPS = 16
@@ -69,11 +69,11 @@ def sweep(view: NamespaceView, destination: str, ceiling: int, timeout: float) -
     Takes at most about `timeout` seconds."""
     wait = max(0.1, timeout / 2)
     coarse = _coarse_sizes(ceiling)
-    rounds = [(coarse, echo(view, destination, coarse, wait))]
+    rounds = [(coarse, view.echo(destination, coarse, wait))]
     largest, lost = _bounds(rounds)
     if largest is not None and lost is not None and lost - largest > 1:
         fine = list(range(largest + 1, lost))
-        rounds.append((fine, echo(view, destination, fine, wait)))
+        rounds.append((fine, view.echo(destination, fine, wait)))
         largest, lost = _bounds(rounds)
     reported_mtu, reported_by = min((report for _, r in rounds for report in r.frag_needed.values() if report[0]),
                                     default=(None, None))

@@ -43,6 +43,14 @@ def document(targets: list[Target], findings: list[Finding], duration_ms: float)
     }
 
 
+def use_color(stream) -> bool:
+    """Colour for a terminal that can show it: not when piped, not under NO_COLOR, not on TERM=dumb."""
+    import os
+
+    return ("NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+            and hasattr(stream, "isatty") and stream.isatty())
+
+
 def reporter_for(fmt: str, stream: IO[str], color: bool = False, gate: Gate | None = None) -> Reporter:
     if fmt == "text":
         from netdoctor.report.text import TextReporter

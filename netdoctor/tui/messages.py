@@ -35,7 +35,6 @@ class ContainersUnavailable(WorkerMessage):
 class RunStarted(WorkerMessage):
     run: int
     targets: list[Target]
-    specs: dict[str, str]   # target label -> what the user named, to rerun one target
     jobs: list[Job]
     partial: bool           # a rerun of one check: keep the other findings
 

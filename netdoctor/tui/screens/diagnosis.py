@@ -6,6 +6,7 @@ import json
 import queue
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.text import Text
@@ -16,10 +17,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
-from netdoctor.context import Options
-from netdoctor.model import CheckInfo, Finding, Severity, Status
-from netdoctor.registry import Catalogue
-from netdoctor.tui.diagnose import ABOUT_TOOL, resolve_targets, vanished
+from netdoctor.model import ABOUT_RUN, Finding, Status, about_run
+from netdoctor.request import Options, Request
 from netdoctor.tui.messages import FindingArrived, Job, RunFinished, RunStarted
 from netdoctor.tui.screens.dialogs import PeersDialog
 from netdoctor.tui.screens.finding import FindingScreen
@@ -43,19 +42,25 @@ class DiagnosisScreen(Screen):
         Binding("escape", "leave_filter", "Table", show=False),
     ]
 
-    def __init__(self, specs: list[str]) -> None:
+    def __init__(self, request: Request) -> None:
         super().__init__()
-        self.specs = list(specs)
+        self.request = request        # what this screen diagnoses; options follow the app's (the peers dialog)
         self.run_number = 0           # number of the current run; older runs' messages are ignored
         self.running = False
         self.started = 0.0
         self.duration_ms = 0.0
         self.targets = []
-        self.specs_by_label: dict[str, str] = {}
         self.jobs: dict[Job, Status | None] = {}   # None while the check runs, then its worst status
         self.findings: list[Finding] = []          # in arrival order, as `check --format json` reports them
         self.tick = 0
         self.last_export: Path | None = None
+
+    @property
+    def what(self) -> str:
+        """The targets as the user named or selected them."""
+        from netdoctor.selection import describe
+
+        return " ".join(self.request.targets) or describe(self.request.selector)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -67,47 +72,37 @@ class DiagnosisScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = " ".join(self.specs)
+        self.sub_title = self.what
         self.set_interval(0.2, self.spin)
-        self.start(self.specs, self.app.checks, partial=False)
+        self.start(self.request, partial=False)
         self.query_one(FindingsTable).focus()
 
     # --- running -------------------------------------------------------------------------------
 
-    def start(self, specs: list[str], checks: list[CheckInfo], partial: bool) -> None:
+    def start(self, request: Request, partial: bool) -> None:
         self.run_number += 1
         self.running = True
         self.started = time.monotonic()
-        catalogue = self.app.catalogue
-        if partial:  # plugin load errors were reported by the full run already
-            catalogue = Catalogue(catalogue.checks, ())
         self.describe_options()
-        self.diagnose(self.run_number, specs, checks, catalogue, self.app.options, self.app.explicit, partial)
+        self.diagnose(self.run_number, replace(request, options=self.app.options), partial)
 
     @work(thread=True, exclusive=True, group="diagnosis")
-    def diagnose(self, run: int, specs: list[str], checks: list[CheckInfo], catalogue: Catalogue, options: Options,
-                 explicit: bool, partial: bool) -> None:
-        """Off the UI thread: resolve, plan and run; everything reaches the UI as a message."""
-        from netdoctor.context import Session
-        from netdoctor.runner import plan, run as run_checks
-        from netdoctor.targets import TargetError
+    def diagnose(self, run: int, request: Request, partial: bool) -> None:
+        """Off the UI thread: plan and run through the core; everything reaches the UI as a message."""
+        from netdoctor.core import diagnose
+        from netdoctor.errors import NetdoctorError
 
         worker = get_current_worker()
         started = time.monotonic()
         try:
-            session = Session(options)
-        except TargetError as exc:  # the --host-netns namespace is gone
-            self.post_message(RunStarted(run, [], {}, [], partial))
-            self.post_message(FindingArrived(run, Finding(check=ABOUT_TOOL, target="host", status=Status.ERROR,
-                                                          severity=Severity.HIGH, title="the host namespace cannot be read",
-                                                          detail=str(exc))))
+            diagnosis = diagnose(request, tolerant=True, catalogue=self.app.catalogue)
+        except NetdoctorError as exc:  # e.g. the --host-netns namespace is gone, Docker down for a selector
+            self.post_message(RunStarted(run, [], [], partial))
+            self.post_message(FindingArrived(run, about_run("nothing can be diagnosed", str(exc), key="cannot-run")))
             self.post_message(RunFinished(run, 0.0))
             return
-        targets, specs_by_label, unresolved = resolve_targets(specs, session)
-        jobs = [(info.id, target.label) for info, target in plan(checks, targets, session.host_target, explicit)] if targets else []
-        self.post_message(RunStarted(run, targets, specs_by_label, jobs, partial))
-        for finding in unresolved:
-            self.post_message(FindingArrived(run, finding))
+        jobs = [(info.id, target.label) for info, target in diagnosis.jobs]
+        self.post_message(RunStarted(run, diagnosis.targets, jobs, partial))
 
         # The runner blocks while probes wait; it feeds a queue from its own thread so that this worker
         # can notice a cancellation (rerun, quit) at once instead of after the slowest check.
@@ -115,16 +110,12 @@ class DiagnosisScreen(Screen):
 
         def pump() -> None:
             try:
-                if targets:
-                    for finding in run_checks(catalogue, checks, targets, session, explicit=explicit):
-                        arrived.put(finding)
-                    for finding in vanished(targets, session):
-                        arrived.put(finding)
+                for finding in diagnosis:
+                    arrived.put(finding)
             except Exception as exc:  # the runner reports check failures itself; this is its own failure
-                arrived.put(Finding(check=ABOUT_TOOL, target="netdoctor", status=Status.ERROR, severity=Severity.HIGH,
-                                    title="the diagnosis stopped", detail=f"{type(exc).__name__}: {exc}"))
+                arrived.put(about_run("the diagnosis stopped", f"{type(exc).__name__}: {exc}", key="stopped"))
             finally:
-                session.close()
+                diagnosis.close()
                 arrived.put(_DONE)
 
         threading.Thread(target=pump, name=f"diagnosis {run}", daemon=True).start()
@@ -147,14 +138,13 @@ class DiagnosisScreen(Screen):
         else:
             self.findings, self.jobs, self.targets = [], {}, message.targets
         self.jobs.update(dict.fromkeys(message.jobs))
-        self.specs_by_label.update(message.specs)
         self.redraw()
 
     def on_finding_arrived(self, message: FindingArrived) -> None:
         if message.run != self.run_number:
             return
         finding = message.finding
-        if finding.check == ABOUT_TOOL:  # the same trouble seen again replaces the old report of it
+        if finding.check == ABOUT_RUN:  # the same trouble seen again replaces the old report of it
             self.findings = [f for f in self.findings if (f.check, f.target, f.title) != (finding.check, finding.target, finding.title)]
         self.findings.append(finding)
         job = (finding.check, finding.target)
@@ -195,7 +185,7 @@ class DiagnosisScreen(Screen):
             parts.append("probe " + " ".join(options.probes))
         if options.host_netns:
             parts.append(f"host netns {options.host_netns}")
-        self.query_one("#where", Static).update(Text(f"{' '.join(self.specs)}  ·  {', '.join(parts)}"))
+        self.query_one("#where", Static).update(Text(f"{self.what}  ·  {', '.join(parts)}"))
 
     # --- actions -------------------------------------------------------------------------------
 
@@ -221,7 +211,7 @@ class DiagnosisScreen(Screen):
         self.app.push_screen(FindingScreen(finding, self.app.check_info(finding.check)), after)
 
     def action_rerun(self) -> None:
-        self.start(self.specs, self.app.checks, partial=False)
+        self.start(self.request, partial=False)
 
     def action_rerun_check(self) -> None:
         finding = self.query_one(FindingsTable).selected
@@ -236,9 +226,10 @@ class DiagnosisScreen(Screen):
         if self.running:
             self.notify("A diagnosis is still running: wait for it, or press r to start over.", severity="warning")
             return
-        # a host-wide check runs on the host whatever the targets; a per-target one on its own target
-        spec = self.specs_by_label.get(finding.target, "host")
-        self.start([spec], [info], partial=True)
+        # a target's label names it again ("container:web"); host-wide checks run on the host whatever the targets
+        spec = finding.target if any(t.label == finding.target for t in self.targets) else "host"
+        one = replace(self.request.with_targets(spec), checks=(info.id,), skip=(), explicit=self.request.checks_named)
+        self.start(one, partial=True)
 
     def action_switch_target(self) -> None:
         self.workers.cancel_group(self, "diagnosis")
@@ -247,7 +238,7 @@ class DiagnosisScreen(Screen):
     def action_peers(self) -> None:
         def after(options: Options | None) -> None:
             if options is not None and options != self.app.options:
-                self.app.options = options
+                self.app.set_options(options)
                 self.action_rerun()
 
         self.app.push_screen(PeersDialog(self.app.options), after)

@@ -12,7 +12,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from netdoctor.context import Options, bad_probe
+from netdoctor.errors import BadInput
+from netdoctor.request import Options, parse_endpoint
 
 HELP = """\
 netdoctor reads the target's network namespace and the host, read-only, and
@@ -67,9 +68,13 @@ class PeersDialog(ModalScreen[Options | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         peers = _words(self.query_one("#peers", Input).value)
         probes = _words(self.query_one("#probes", Input).value)
-        wrong = [p for p in probes if bad_probe(p)]
-        if wrong:
-            self.query_one("#problem", Static).update(Text(f"not HOST:PORT: {' '.join(wrong)}"))
+        try:
+            for probe in probes:
+                parse_endpoint(probe, "--probe", port_required=True)
+            for peer in peers:
+                parse_endpoint(peer, "--peer", port_required=False)
+        except BadInput as exc:
+            self.query_one("#problem", Static).update(Text(str(exc)))
             return
         self.dismiss(replace(self.options, peers=peers, probes=probes))
 

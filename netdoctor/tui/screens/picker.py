@@ -66,7 +66,7 @@ class PickerScreen(Screen):
         from netdoctor.dockerapi import DockerSession, DockerUnavailable
 
         try:
-            self.post_message(ContainersListed(DockerSession().containers()))
+            self.post_message(ContainersListed(DockerSession(self.app.request.docker_host).containers()))
         except DockerUnavailable as exc:
             self.post_message(ContainersUnavailable(str(exc)))
 
