@@ -24,6 +24,9 @@ class Resolver:
         self.queries: list[str] = []
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # two test runs at once (CI and a developer) each start the same resolver on the bridge gateway:
+        # the kernel shares the queries out between them, and both answer alike
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         self._sock.bind((address, port))
         self._sock.settimeout(0.2)
         self._stop = threading.Event()
