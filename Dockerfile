@@ -27,18 +27,44 @@ COPY . /src
 # `RUN python -m ensurepip && python -m pip install my-checks`.
 RUN /opt/netdoctor/bin/pip install -q --no-deps /src \
  && /opt/netdoctor/bin/python -m pip uninstall -q -y pip setuptools
+# Every library but netdoctor itself as bytecode only (scripts/bytecode-only.sh): half their size.
+COPY scripts/bytecode-only.sh /usr/local/bin/
+RUN cd "$(/opt/netdoctor/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+ && find . -mindepth 1 -maxdepth 1 ! -name 'netdoctor' ! -name 'netdoctor-*' \
+      -exec sh /usr/local/bin/bytecode-only.sh /opt/netdoctor/bin/python {} +
+
+# --- runtime root: the base, iptables and nftables, without what only installing packages needs ---------
+FROM ${BASE} AS runtime-root
+# iptables (both backends: iptables-nft-save, iptables-legacy-save) and nftables (nft -j, for firewalld's and
+# Docker 29's native tables): netdoctor runs them from THIS image on a thread that has entered the host's
+# network namespace (setns), so the firewall checks read the host's rules without needing anything
+# installed on the host. Nothing else is needed: links, routes, sockets and sysctls are read through
+# netlink and /proc.
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables nftables >/dev/null \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/log/apt /var/log/dpkg.log
+# The image runs netdoctor and nothing else, so it keeps no package manager (apt, dpkg and the perl,
+# debconf and gpg they need: 20 MB), no glibc charset converters (gconv: Python has its own codecs), no
+# docs but the copyright files, no locales, and the standard library as bytecode only. Plugins still
+# install with pip (see above).
+COPY scripts/bytecode-only.sh /usr/local/bin/
+RUN python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])' >/tmp/stdlib \
+ && cd "$(cat /tmp/stdlib)" && rm -rf test lib2to3 pydoc_data idlelib turtledemo \
+ && find . -mindepth 1 -maxdepth 1 ! -name 'site-packages' ! -name 'dist-packages' \
+      -exec sh /usr/local/bin/bytecode-only.sh python3 {} + \
+ && rm -rf /var/lib/apt /var/cache/apt /var/cache/debconf /var/lib/dpkg /var/log/* /etc/apt /etc/dpkg \
+      /usr/bin/apt* /usr/bin/dpkg* /usr/bin/debconf* /usr/bin/perl* /usr/bin/gpgv /usr/lib/apt /usr/lib/dpkg \
+      /usr/share/dpkg /usr/share/debconf /usr/share/perl* /usr/lib/*-linux-gnu/perl* /usr/lib/*-linux-gnu/libapt-* \
+      /usr/lib/*-linux-gnu/gconv /usr/share/man /usr/share/info /usr/share/locale /usr/share/lintian \
+      /usr/local/bin/bytecode-only.sh /tmp/stdlib \
+ && find /usr/share/doc -mindepth 2 ! -name copyright ! -type d -delete
 
 # --- runtime ---------------------------------------------------------------------------------------------
-FROM ${BASE}
-# iptables (nf_tables backend, as Docker uses on current distributions): netdoctor runs iptables-save from
-# THIS image on a thread that has entered the host's network namespace (setns), so the firewall checks
-# read the host's rules without needing anything installed on the host. Nothing else is needed: links,
-# routes, sockets and sysctls are read through netlink and /proc.
-RUN apt-get update -qq \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables >/dev/null \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/log/apt /var/log/dpkg.log
+FROM scratch
+COPY --from=runtime-root / /
 COPY --from=build /opt/netdoctor /opt/netdoctor
-ENV PATH=/opt/netdoctor/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ENV PATH=/opt/netdoctor/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 
 # Runs as root, on purpose. What netdoctor may do is bounded by the capabilities `docker run` grants
 # (NET_ADMIN, SYS_ADMIN, SYS_PTRACE), not by the uid: setns needs CAP_SYS_ADMIN, iptables-save

@@ -1,6 +1,6 @@
 """Which layer stopped a connection from a target: its own routes, the gateway, the host's forwarding,
 routes, firewall and NAT, or the far end. Shared by reachability and icc; reads facts only (the TCP
-connect itself is probes/tcp.py, the filter-table walk netdoctor/filterpath.py).
+connect itself is probes/tcp.py, the packet's way through the firewall netdoctor/firewall).
 """
 
 from __future__ import annotations
@@ -9,38 +9,27 @@ import ipaddress
 import socket
 from dataclasses import dataclass, field
 
-from netdoctor import filterpath
 from netdoctor.checks._bridges import host_ports
-from netdoctor.facts.firewall import Rule, Ruleset
-
-NAT_ACTIONS = ("MASQUERADE", "SNAT")
-
-
-def describe(verdict: filterpath.Verdict, chain: str = "FORWARD") -> str:
-    return filterpath.rule_line(verdict.rule) if verdict.rule else f"policy {verdict.action} of {chain}"
+from netdoctor.firewall import FORWARDED, NFTABLES, TO_HOST, Packet, Path, Rule, commands, docker, follow
+from netdoctor.firewall.counters import DropWatch
 
 
-def nat_rule(rules: Ruleset, flow: filterpath.Flow) -> Rule | None:
-    """The MASQUERADE/SNAT rule of the nat table's POSTROUTING that rewrites `flow`, following jumps into
-    user chains; None when the flow leaves with its own source address (no rule, or an ACCEPT/RETURN first)."""
+def watch_drops(ctx) -> DropWatch | None:
+    """Take before an active probe (gateway, --probe, --peer, a nameserver): after a failure,
+    `explain_failure(..., watch=)` names the rule whose counter moved by the probe's packets. The counters
+    before are the run's one read of the host firewall (taken now if not yet), so a watch taken again after
+    the probe compares against the same snapshot."""
+    try:
+        return DropWatch(ctx.host)
+    except (OSError, TimeoutError):  # the host namespace cannot be entered (or read in time): nothing to watch
+        return None
 
-    def visit(chain: str, depth: int) -> tuple[bool, Rule | None]:
-        for rule in rules.chain("nat", chain):
-            if filterpath.matches(rule, flow) is not True:
-                continue
-            if rule.target in NAT_ACTIONS:
-                return True, rule
-            if rule.target == "ACCEPT":
-                return True, None
-            if rule.target == "RETURN":
-                return False, None
-            if rules.policy("nat", rule.target) == "-" and depth < filterpath.MAX_DEPTH:
-                decided, found = visit(rule.target, depth + 1)
-                if decided:
-                    return True, found
-        return False, None
 
-    return visit("POSTROUTING", 0)[1]
+def nat_rule(firewall, packet: Packet) -> Rule | None:
+    """The MASQUERADE/SNAT rule (any backend) that rewrites `packet` on its way out; None when it leaves with its
+    own source address (no such rule, or an ACCEPT/RETURN before one)."""
+    found = follow(firewall, packet, ("postrouting",)).translations()
+    return next((r for r in found if r.action.kind in ("masquerade", "snat")), None)
 
 
 @dataclass(frozen=True)
@@ -60,6 +49,21 @@ def host_device(ctx, source: str) -> str | None:
     return next((p.device for p in ports if p.address == source), None)
 
 
+def ping_filter(ctx, route, watch: DropWatch | None) -> dict:
+    """Evidence on what in the host's firewall stops an echo to the gateway that ARP shows is there."""
+    source = source_address(ctx.netns.facts, route)
+    packet = Packet(4, src=source, dst=route.gateway, proto="icmp", iif=host_device(ctx, source), oif="", state="new",
+                    src_local=False, dst_local=True)
+    firewall = ctx.host.firewall
+    if firewall.error:
+        return {}
+    path = follow(firewall, packet, TO_HOST)
+    evidence = {"host_input_verdict": path.describe()}
+    if watch is not None:
+        evidence.update(watch.blame(path).to_evidence())
+    return evidence
+
+
 def is_host_address(ctx, address: str) -> bool:
     return any(a.address == address for a in ctx.host.facts.addresses)
 
@@ -71,31 +75,61 @@ def is_private(address: str) -> bool:
 
 
 def source_address(facts, route) -> str:
-    addresses = facts.addresses_of(route.oif, socket.AF_INET) if route.oif else []
-    return addresses[0].address if addresses else "0.0.0.0"
+    """The address the target sends from along `route`, of the route's own family (IPv4 or IPv6)."""
+    addresses = _global_addresses(facts, route)
+    return addresses[0].address if addresses else ("::" if route.family == socket.AF_INET6 else "0.0.0.0")
 
 
 def subnet_of(facts, route) -> str:
-    addresses = facts.addresses_of(route.oif, socket.AF_INET) if route.oif else []
-    return str(addresses[0].interface.network) if addresses else "0.0.0.0/0"
+    addresses = _global_addresses(facts, route)
+    return str(addresses[0].interface.network) if addresses else ("::/0" if route.family == socket.AF_INET6 else "0.0.0.0/0")
 
 
-def _firewall_fix(ctx, found: filterpath.Verdict, flow: filterpath.Flow, chain: str) -> tuple[str, tuple[str, ...]]:
-    if found.rule is not None and found.rule.chain.startswith("DOCKER") and found.rule.chain != "DOCKER-USER":
+def _global_addresses(facts, route) -> list:
+    addresses = facts.addresses_of(route.oif, route.family) if route.oif else []
+    return [a for a in addresses if not a.interface.ip.is_link_local] or addresses
+
+
+def host_device_of(ctx, facts, route) -> str | None:
+    """The host device behind the target's interface that `route` leaves by. The host's side is known by the
+    interface's IPv4 address, so an IPv6 route on the same interface finds it too."""
+    ipv4 = facts.addresses_of(route.oif, socket.AF_INET) if route.oif else []
+    return host_device(ctx, ipv4[0].address) if ipv4 else None
+
+
+def is_own_address(facts, address: str) -> bool:
+    """IPv4 loopback, or an address the target's interfaces hold (::1 only where IPv6 is on): a connection
+    to it never leaves the namespace."""
+    ip = ipaddress.ip_address(address)
+    return (ip.version == 4 and ip.is_loopback) or any(ipaddress.ip_address(a.address) == ip for a in facts.addresses)
+
+
+def _firewall_fix(ctx, path: Path, packet: Packet) -> tuple[str, tuple[str, ...]]:
+    step = path.drop
+    rule = step.rule
+    if rule is not None and docker.owner(rule) == "docker":
         # Docker's own isolation (networks kept apart, icc=false): deleting it would open every network
-        network = _docker_network_of(ctx, flow.dst)
-        return ("Docker itself isolates these networks on purpose (a rule in its own chain: deleting it would "
+        network = _docker_network_of(ctx, packet.dst)
+        return ("Docker itself isolates these networks on purpose (a rule of its own: deleting it would "
                 "remove the isolation for every network, and Docker puts it back). Put the target on the "
                 "destination's network instead.",
                 (f"docker network connect {network} {ctx.target_name}",) if network else ())
-    if found.rule is not None:
-        return (f"Delete the rule that {found.action}s this traffic (or narrow it), then make the change "
-                "persistent where your firewall rules are kept.",
-                (ctx.on_host(f"iptables -D {found.rule.chain} {found.rule.text}"),))
-    into = "DOCKER-USER" if chain == "FORWARD" and ctx.host.firewall.has_chain("filter", "DOCKER-USER") else chain
-    return (f"The {chain} chain's policy is {found.action} and no rule accepts this flow: allow it explicitly"
-            + (" (DOCKER-USER is the chain Docker leaves to you)." if into == "DOCKER-USER" else "."),
-            (ctx.on_host(f"iptables -I {into} -s {flow.src} -d {flow.dst} -p tcp --dport {flow.dport} -j ACCEPT"),))
+    if rule is not None:
+        return (f"Delete the rule that {step.verdict}s this traffic (or narrow it), then make the change "
+                "persistent where your firewall rules are kept.", (ctx.on_host(commands.delete(rule)),))
+    chain = step.chain
+    into = chain.name
+    if chain.backend != NFTABLES and chain.hook == "forward" and \
+            ctx.host.firewall.chain(chain.backend, chain.family, chain.table, docker.USER_CHAIN):
+        into = docker.USER_CHAIN
+    if chain.backend == NFTABLES:
+        spec = f"ip{'6' if packet.family == 6 else ''} saddr {packet.src} ip{'6' if packet.family == 6 else ''} daddr {packet.dst} " \
+               f"{packet.proto} dport {packet.dport} accept"
+    else:
+        spec = f"-s {packet.src} -d {packet.dst} -p {packet.proto} --dport {packet.dport} -j ACCEPT"
+    return (f"{chain.place}'s policy is {step.verdict} and no rule accepts this flow: allow it explicitly"
+            + (" (DOCKER-USER is the chain Docker leaves to you)." if into == docker.USER_CHAIN else "."),
+            (ctx.on_host(commands.insert(chain.backend, chain.family, chain.table, into, spec)),))
 
 
 def _docker_network_of(ctx, address: str) -> str | None:
@@ -107,25 +141,38 @@ def _docker_network_of(ctx, address: str) -> str | None:
     return None
 
 
-def explain_failure(ctx, result) -> Layer:
-    """Why a TCP connect (probes/tcp.ConnectResult) from the target failed, walking outwards from the target."""
+def explain_failure(ctx, result, proto: str = "tcp", watch: DropWatch | None = None) -> Layer:
+    """Why a TCP connect (probes/tcp.ConnectResult) from the target failed, walking outwards from the target.
+    `proto` "udp": a datagram exchange (a DNS query, host/port/outcome alike) that got no answer. `watch`
+    (watch_drops, taken before the probe): the rule whose counter the probe's packets moved is named."""
     from netdoctor.probes.icmp import NUD_ANSWERED
 
     dst, port = result.host, result.port
     target = ctx.netns.facts
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    if is_own_address(target, dst):  # loopback or its own address: the kernel answers inside the namespace
+        return Layer("refused" if result.outcome == "refused" else "far_end",
+                     f"{dst} is {ctx.target.label}'s own address: the connection never left its namespace, and "
+                     + (f"nothing listens on port {port} there" if result.outcome == "refused" else
+                        f"no answer ({result.outcome}) means its own firewall drops it or the service is stuck"),
+                     {"destination": "the target itself"},
+                     f"Start the service on port {port} in {ctx.target.label} (listening on {dst} or on all addresses)."
+                     if result.outcome == "refused" else "")
     route = target.route_to(dst)
     if route is None:
-        return Layer("no_route", f"{ctx.target.label} has no route to {dst}: the connection never left it",
-                     {"target_routes": [target.route_text(r) for r in target.routes if r.family == socket.AF_INET]},
-                     *default_route_fix(ctx))
-    evidence: dict = {"target_route": target.route_text(route)}
+        return Layer("no_route", f"{ctx.target.label} has no {'IPv6 ' if family == socket.AF_INET6 else ''}route to "
+                                 f"{dst}: the connection never left it",
+                     {"target_routes": [target.route_text(r) for r in target.routes if r.family == family]},
+                     *default_route_fix(ctx, family))
+    source = source_address(target, route)
+    evidence: dict = {"target_route": target.route_text(route), "source": source}
     refused = Layer("refused", f"{dst} answered with a reset: the network path works, nothing accepts connections "
                                f"on port {port} there", evidence,
-                    f"Start the service on {dst}:{port}, or make it listen on that address (not only 127.0.0.1).")
+                    f"Start the service on {f'[{dst}]' if family == socket.AF_INET6 else dst}:{port}, or make it listen on "
+                    f"that address (not only {'::1' if family == socket.AF_INET6 else '127.0.0.1'}).")
     out_link = target.link(index=route.oif)
     next_hop = route.gateway or dst
-    source = source_address(target, route)
-    device = None if ctx.is_host_namespace else host_device(ctx, source)
+    device = None if ctx.is_host_namespace else host_device_of(ctx, target, route)
     if device is None:
         where = "this machine" if ctx.is_host_namespace else f"the host namespace {ctx.host.path} (the target is not plugged into it)"
         return refused if result.outcome == "refused" else \
@@ -139,35 +186,58 @@ def explain_failure(ctx, result) -> Layer:
     # an on-link peer is bridged: the host's FORWARD chain sees it (with br_netfilter) going out the same bridge
     egress = host.link(index=host_route.oif) if host_route and host_route.oif else None
     out_iface = "" if to_host else egress.name if egress else "" if routed else device
-    chain = "INPUT" if to_host else "FORWARD"
-    flow = filterpath.Flow(in_iface=device, out_iface=out_iface, src=source, dst=dst, state="NEW",
-                           local_subnet=subnet_of(target, route), proto="tcp", dport=port)
+    hooks = TO_HOST if to_host else FORWARDED
+    hook = "input" if to_host else "forward"
+    packet = Packet(6 if family == socket.AF_INET6 else 4, src=source, dst=dst, proto=proto, dport=port, iif=device,
+                    oif=out_iface, state="new",
+                    src_local=False, dst_local=to_host, far_outside=() if routed else (subnet_of(target, route),))
     rules = ctx.host.firewall
-    found = filterpath.walk(rules, flow, chain) if rules.error is None else None
+    found = follow(rules, packet, hooks) if rules.error is None else None
     if found is not None:
-        evidence[f"host_{chain.lower()}_verdict"] = describe(found, chain)
+        evidence[f"host_{hook}_verdict"] = found.describe()
+        if found.partial_drops:
+            evidence["may_drop_in_part"] = [f"{r.place}: {r.text}" for r in found.partial_drops]
     else:
         evidence["host_firewall"] = rules.error
-    firewall = Layer("firewall", f"the host's firewall {found.action}s this connection: {describe(found, chain)}",
-                     evidence, *_firewall_fix(ctx, found, flow, chain)) if found is not None and found.dropped else None
+    firewall = None
+    if found is not None and result.outcome != "connected":
+        blame = watch.blame(found) if watch is not None else None
+        if blame is not None:
+            evidence.update(blame.to_evidence())
+        culprit = blame.culprit if blame is not None else None
+        if culprit is not None and not (found.dropped and culprit.key == (found.drop.rule or found.drop.chain).key):
+            moved = dict((item.key, delta) for item, delta in blame.moved)[culprit.key]
+            firewall = Layer("firewall", f"the counter of {culprit.place}: {culprit.text} moved by {moved} packet(s) "
+                                         "while the probe ran: it dropped the probe", evidence,
+                             "Delete or narrow that rule (it matches this traffic on something netdoctor cannot see "
+                             "statically), then make the change persistent where your firewall rules are kept.",
+                             (ctx.on_host(commands.delete(culprit)),) if isinstance(culprit, Rule) else ())
+        elif found.dropped:
+            verb = "rejects" if found.verdict == "reject" else "drops"
+            firewall = Layer("firewall", f"the host's firewall {verb} this connection: {found.describe()}"
+                             + (" (its counter moved during the probe)" if culprit is not None else ""),
+                             evidence, *_firewall_fix(ctx, found, packet))
     if result.outcome == "refused":
-        return firewall if firewall and found.action == "REJECT" else refused
+        return firewall if firewall and found.verdict == "reject" else refused
     arp = ctx.netns.neighbour_state(next_hop)
-    evidence[f"arp {next_hop}"] = arp or "no entry"
+    lookup = "ARP" if family == socket.AF_INET else "neighbour discovery"
+    evidence[f"{'arp' if family == socket.AF_INET else 'ndp'} {next_hop}"] = arp or "no entry"
     if arp not in NUD_ANSWERED:
         what = "gateway" if route.gateway else "peer"
         return Layer("gateway" if route.gateway else "peer_down",
-                     f"nothing answers ARP for the {what} {next_hop} on {out_link.name if out_link else 'the link'} "
+                     f"nothing answers {lookup} for the {what} {next_hop} on {out_link.name if out_link else 'the link'} "
                      f"(state {arp or 'none'}): packets cannot even leave the target's link", evidence,
                      *gateway_fix(ctx, route, device))
     if routed:
-        forwarding = ctx.host.sysctl("net.ipv4.ip_forward")
-        evidence["host net.ipv4.ip_forward"] = forwarding
+        switch = "net.ipv4.ip_forward" if family == socket.AF_INET else "net.ipv6.conf.all.forwarding"
+        forwarding = ctx.host.sysctl(switch)
+        evidence[f"host {switch}"] = forwarding
         if forwarding != "1":
-            return Layer("forwarding", f"the host does not forward packets (net.ipv4.ip_forward={forwarding}): "
+            return Layer("forwarding", f"the host does not forward packets ({switch}={forwarding}): "
                                        f"the SYN to {dst} stops at {next_hop}", evidence,
-                         "Turn IPv4 forwarding back on in the host namespace (and persist it in /etc/sysctl.d/).",
-                         (ctx.on_host("sysctl -w net.ipv4.ip_forward=1"),))
+                         f"Turn IPv{4 if family == socket.AF_INET else 6} forwarding back on in the host namespace "
+                         "(and persist it in /etc/sysctl.d/).",
+                         (ctx.on_host(f"sysctl -w {switch}=1"),))
         if host_route is None:
             return Layer("host_route", f"the host has no route to {dst} (and no default route)", evidence,
                          f"Give the host a route towards {dst}, usually its default route via the uplink's router.")
@@ -175,8 +245,8 @@ def explain_failure(ctx, result) -> Layer:
     if firewall:
         return firewall
     if found is not None and routed and is_private(source):
-        nat = nat_rule(rules, flow)
-        evidence["host_nat"] = filterpath.rule_line(nat) if nat else "none"
+        nat = nat_rule(rules, packet)
+        evidence["host_nat"] = f"{nat.place}: {nat.text}" if nat else "none"
         if nat is None:
             return Layer("nat", f"no MASQUERADE/SNAT on the host for {source} leaving by {out_iface}: {dst} sees a "
                                 "private source address and its replies never find their way back", evidence,
@@ -190,15 +260,19 @@ def explain_failure(ctx, result) -> Layer:
 
 def masquerade_fix(ctx, subnet: str, device: str, egress: str | None) -> tuple[str, tuple[str, ...]]:
     out = f"-o {egress}" if egress and not ctx.container else f"! -o {device}"
-    commands = [ctx.on_host(f"iptables -t nat -A POSTROUTING -s {subnet} {out} -j MASQUERADE")]
+    tool = "ip6tables" if ":" in subnet else "iptables"
+    commands_ = [ctx.on_host(f"{tool} -t nat -A POSTROUTING -s {subnet} {out} -j MASQUERADE")]
     summary = f"Masquerade {subnet} on its way out of the host."
     if ctx.container:
-        summary += " Docker writes this rule itself at start: if something flushed the nat table, restarting Docker restores it."
-        commands.append("sudo systemctl restart docker")
-    return summary, tuple(commands)
+        summary += (" Docker writes this rule itself at start (iptables backend: the nat table; nftables backend: "
+                    f"table {docker.NFT_TABLE}): if something flushed it, restarting Docker restores it.")
+        commands_.append("sudo systemctl restart docker")
+    return summary, tuple(commands_)
 
 
-def default_route_fix(ctx) -> tuple[str, tuple[str, ...]]:
+def default_route_fix(ctx, family: int = socket.AF_INET) -> tuple[str, tuple[str, ...]]:
+    if family == socket.AF_INET6:
+        return _ipv6_route_fix(ctx)
     gateway = default_gateway_candidate(ctx)
     commands = [ctx.in_target(f"ip route add default via {gateway}")] if gateway else []
     summary = f"Add a default route via {gateway if gateway else 'the gateway of the target network'} in the target's namespace"
@@ -206,6 +280,20 @@ def default_route_fix(ctx) -> tuple[str, tuple[str, ...]]:
         commands.append(f"docker restart {ctx.container.name}")
         summary += "; restarting the container makes Docker set its routes again"
     return summary + ".", tuple(commands)
+
+
+def _ipv6_route_fix(ctx) -> tuple[str, tuple[str, ...]]:
+    """No IPv6 route: usually no IPv6 at all (Docker networks have none unless created with --ipv6)."""
+    if not ctx.netns.facts.has_global_v6():
+        if ctx.container:
+            return (f"{ctx.target_name} has no IPv6 address: its networks were created without IPv6. Connect it to "
+                    "a network made with --ipv6 and an IPv6 subnet, or probe the destination's IPv4 address.",
+                    (f"docker network create --ipv6 --subnet fd00:d0c::/64 {ctx.target_name}-v6",
+                     f"docker network connect {ctx.target_name}-v6 {ctx.target_name}"))
+        return ("The target has no IPv6 address besides link-local ones: give its interface one (and a route), "
+                "or probe the destination's IPv4 address.", ())
+    return ("Add an IPv6 default route in the target's namespace (via the router on its link).",
+            (ctx.in_target("ip -6 route add default via ROUTER-ADDRESS dev IFACE"),))
 
 
 def default_gateway_candidate(ctx) -> str | None:
@@ -229,7 +317,8 @@ def gateway_fix(ctx, route, device: str) -> tuple[str, tuple[str, ...]]:
     gateway = route.gateway
     if not gateway:
         return ("Start the peer (or check it is still attached to this network).", ())
-    prefix = next((a.prefixlen for a in ctx.netns.facts.addresses_of(route.oif, socket.AF_INET)), 24) if route.oif else 24
+    default = 64 if route.family == socket.AF_INET6 else 24
+    prefix = next((a.prefixlen for a in ctx.netns.facts.addresses_of(route.oif, route.family)), default) if route.oif else default
     commands = (ctx.on_host(f"ip addr add {gateway}/{prefix} dev {device}"), ctx.on_host(f"ip link set {device} up"))
     if ctx.container:
         return (f"The host bridge {device} does not answer for {gateway}: it lost its address or is down. "

@@ -4,8 +4,7 @@ from typing import Iterator
 
 from netdoctor.checks._bridges import HostPort, host_ports
 from netdoctor.context import CheckContext
-from netdoctor.facts.firewall import Rule
-from netdoctor.filterpath import Flow, rule_line, walk
+from netdoctor.firewall import FORWARDED, Packet, Rule, follow
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
 from netdoctor.registry import check
 
@@ -69,7 +68,7 @@ def _docker_bridge(ctx: CheckContext, port: HostPort, value: str | None) -> Find
                                "them: every container on the network can still reach every other one.",
                         evidence=evidence,
                         fix=Fix("Let bridged traffic reach iptables in the host namespace and keep it so across reboots.",
-                                _turn_on(ctx, value)))
+                                _turn_on(ctx, value)), key=f"icc-unenforced:{network.name}")
     if value == "1":
         return ctx.ok(f"Bridged traffic on {network.name} reaches iptables ({KEY}=1)"
                       + ("; icc=false is enforced" if not network.icc_enabled else ""), evidence=evidence)
@@ -81,7 +80,7 @@ def _docker_bridge(ctx: CheckContext, port: HostPort, value: str | None) -> Find
 
 def _names(rule: Rule, device: str) -> bool:
     """The rule is written for this bridge's traffic (an isolation rule), not a blanket one."""
-    return any(rule.options.get(o) == device and o not in rule.negated for o in ("-i", "-o"))
+    return any(m.field in ("iif", "oif") and not m.negate and device in m.values for m in rule.matches)
 
 
 def _plain_bridge(ctx: CheckContext, port: HostPort, value: str | None) -> Finding:
@@ -90,15 +89,16 @@ def _plain_bridge(ctx: CheckContext, port: HostPort, value: str | None) -> Findi
     if rules.error:
         return ctx.info(f"{port.device}: {_state(value)}; the host firewall could not be read", detail=rules.error,
                         evidence=evidence)
-    verdict = walk(rules, Flow(port.device, port.device, port.address, None, "NEW"))
-    evidence.update(forward_policy=verdict.policy,
-                    decided_by=rule_line(verdict.rule) if verdict.rule else f"FORWARD policy {verdict.policy}")
-    aimed = verdict.rule is not None and _names(verdict.rule, port.device)
-    if value == "1" and verdict.dropped and aimed:
+    path = follow(rules, Packet(4, src=port.address, iif=port.device, oif=port.device, state="new", src_local=False,
+                                dst_local=False), FORWARDED)
+    verdict = path.drop or path.accepted_by("forward")
+    evidence.update(decided_by=verdict.decided_by if verdict else "no rule or policy", where=path.describe())
+    aimed = path.dropped and verdict.rule is not None and _names(verdict.rule, port.device)
+    if value == "1" and path.dropped and aimed:
         return ctx.ok(f"Neighbours on {port.device} are isolated by {evidence['decided_by']}, as that rule intends",
                       evidence=evidence)
-    if value == "1" and verdict.dropped:
-        chain = "DOCKER-USER" if rules.has_chain("filter", "DOCKER-USER") else "FORWARD"
+    if value == "1" and path.dropped:
+        chain = "DOCKER-USER" if rules.iptables_chain(4, "filter", "DOCKER-USER") else "FORWARD"
         return ctx.fail(f"Neighbours on {port.device} cannot talk: bridged traffic goes through iptables and is dropped",
                         detail=f"{KEY}=1 sends frames switched by {port.device} through the FORWARD chain, where "
                                f"{evidence['decided_by']} drops them (Docker sets FORWARD's policy to DROP).",
@@ -106,7 +106,7 @@ def _plain_bridge(ctx: CheckContext, port: HostPort, value: str | None) -> Findi
                         fix=Fix(f"Accept traffic that stays on {port.device}. Turning {KEY} off instead would also "
                                 "switch off icc=false on Docker networks.",
                                 (ctx.on_host(f"iptables -I {chain} -i {port.device} -o {port.device} -j ACCEPT"),)))
-    if value != "1" and verdict.dropped and aimed:
+    if value != "1" and path.dropped and aimed:
         return ctx.warn(f"Rule for traffic on {port.device} is never applied: {_state(value)}",
                         detail=f"{evidence['decided_by']} would drop traffic between neighbours on {port.device}, but "
                                "bridged frames do not reach iptables, so they all pass.",

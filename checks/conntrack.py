@@ -76,4 +76,5 @@ def conntrack_table(ctx: CheckContext) -> Iterator[Finding]:
                       detail=("New connections are being dropped: containers see connect timeouts and failed DNS lookups."
                               if status is Status.FAIL else
                               "A burst of new connections will fill it; then the kernel drops their first packets.")
-                      + history, evidence=evidence, fix=_fix(ctx, size))
+                      + history, evidence=evidence, fix=_fix(ctx, size),
+                      key="table-full" if status is Status.FAIL else "table-filling")

@@ -3,14 +3,17 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterator
 
+from netdoctor.checks import _layers as layers
 from netdoctor.context import CheckContext
 from netdoctor.dockerapi import ContainerNotFound
 from netdoctor.facts import resolvconf
 from netdoctor.fixes import merge_daemon_json, recreate
 from netdoctor.facts.docker import NetworkInfo
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
+from netdoctor.netns import NamespaceError
 from netdoctor.probes import concurrently
 from netdoctor.probes.dns import QueryResult
+from netdoctor.probes.tcp import ConnectResult
 from netdoctor.registry import check
 
 EMBEDDED_DNS = "127.0.0.11"
@@ -19,6 +22,8 @@ LIVENESS_QUERY = (".", "NS")   # the root zone's NS set: every recursive server 
 # ndots at or above this with at least SEARCH_WARN search domains: a name like api.example.com (2 dots) is
 # first tried with every search domain, each a failed round trip, before the real lookup.
 NDOTS_WARN, SEARCH_WARN = 3, 3
+# Layers where the host or the target itself lost the query: their fix is the fix, not another nameserver.
+HOST_SIDE_LAYERS = ("no_route", "gateway", "forwarding", "host_route", "firewall", "nat")
 
 
 def _has_embedded_dns(networks: list[NetworkInfo]) -> bool:
@@ -34,12 +39,16 @@ def _local_resolver(ctx: CheckContext, server: str) -> bool:
 
 
 def _dns_fix(ctx: CheckContext, server: str, networks: list[NetworkInfo]) -> Fix:
-    """Recreate the container with a nameserver it can reach: the host's upstream resolver when the host's
-    resolv.conf names one (printed here, never queried)."""
+    """Recreate the container (a namespace: rewrite its resolv.conf) with a nameserver it can reach: the host's
+    upstream resolver when the host's resolv.conf names one (printed here, never queried)."""
     c = ctx.container
     upstream = ctx.session.fact(resolvconf.host_upstream)
     use = upstream or "ADDRESS-OF-YOUR-RESOLVER"
     which = "the host's upstream resolver" if upstream else "a resolver reachable from its network"
+    if c is None:
+        path = resolvconf.path_of(ctx.target)
+        return Fix(f"Point {ctx.target_name} at {which} in {path}.",
+                   (f"printf 'nameserver %s\\n' {use} | sudo tee {path}",))
     user_net = next((n.name for n in networks if not n.is_default_bridge), None)
     rerun = recreate(c, f"{f'--network {user_net} ' if user_net else ''}--dns {use}")
     look = f"grep nameserver {' '.join(resolvconf.HOST_RESOLV_CONFS)}"
@@ -62,10 +71,10 @@ def _misplaced_loopback(ctx: CheckContext, server: str, networks: list[NetworkIn
     names = ", ".join(n.name for n in networks) or "no network"
     if server == EMBEDDED_DNS:
         return None if embedded else (f"{server} is Docker's embedded DNS, which Docker provides only on user-defined "
-                                      f"networks; {ctx.container.name} is on {names}")
+                                      f"networks; {ctx.target_name} is on {names}")
     if ctx.target.netns_path is not None and _local_resolver(ctx, server):
         return None
-    return (f"{server} is loopback inside {ctx.container.name}'s own network namespace, where no resolver listens "
+    return (f"{server} is loopback inside {ctx.target_name}'s own network namespace, where no resolver listens "
             f"(typically systemd-resolved's 127.0.0.53 copied from the host)")
 
 
@@ -77,13 +86,14 @@ def _search_findings(ctx: CheckContext, conf: resolvconf.ResolvConf) -> Iterator
               f"search domain(s) first: resolving a name like api.example.com costs {extra} failed lookup(s) per "
               f"address family (A and AAAA) before the real one, multiplying latency and upstream load.")
     fix = Fix("Lower ndots (or write names with a trailing dot, e.g. api.example.com.), and keep the search list short.",
-              (f"docker run --dns-opt ndots:1 ...  # recreate {ctx.container.name} with it; compose: dns_opt: [\"ndots:1\"]",))
+              (f"docker run --dns-opt ndots:1 ...  # recreate {ctx.target_name} with it; compose: dns_opt: [\"ndots:1\"]",)
+              if ctx.container else (ctx.in_target("cat /etc/resolv.conf"),))
     if conf.ndots >= NDOTS_WARN and extra >= SEARCH_WARN:
         yield ctx.warn(f"ndots:{conf.ndots} with {extra} search domains: most lookups go through {extra} failed attempts first",
-                       detail=detail, evidence=conf.to_evidence(), fix=fix)
+                       detail=detail, evidence=conf.to_evidence(), fix=fix, key="search-ndots")
     else:
         yield ctx.info(f"ndots:{conf.ndots} with search domains: some names take extra lookups",
-                       detail=detail, evidence=conf.to_evidence(), fix=fix)
+                       detail=detail, evidence=conf.to_evidence(), fix=fix, key="search-ndots")
 
 
 def _query_all(ctx: CheckContext, servers: list[str], names: list[str]) -> dict[tuple[str, str], QueryResult]:
@@ -91,6 +101,7 @@ def _query_all(ctx: CheckContext, servers: list[str], names: list[str]) -> dict[
     questions = [(s, n) for s in servers for n in names] if names else [(s, LIVENESS_QUERY[0]) for s in servers]
     rdtype = "A" if names else LIVENESS_QUERY[1]
     view, timeout = ctx.netns, ctx.options.timeout
+    layers.watch_drops(ctx)  # the host firewall's counters before the queries: _path_layer compares them after
     answers = concurrently(lambda q: view.query(q[0], q[1], timeout, rdtype), questions, 16)
     return dict(zip(questions, answers))
 
@@ -111,33 +122,60 @@ def _embedded_upstreams(ctx: CheckContext) -> str:
     return text + (f", where {', '.join(loopback)} is the container's own loopback and nothing answers." if loopback else ".")
 
 
+def _path_layer(ctx: CheckContext, server: str, outcome: str) -> layers.Layer | None:
+    """Where a query that got no answer was lost, walked like a failed probe (checks/_layers.py) for UDP 53:
+    the target's route, its gateway, the host's forwarding, firewall and NAT. 127.0.0.11 forwards from inside
+    the container to its --dns upstreams, so their path is the one walked. None: nothing to walk."""
+    upstreams = [server]
+    if ipaddress.ip_address(server.split("%")[0]).is_loopback:
+        given = ctx.container.dns if ctx.container and server == EMBEDDED_DNS else ()
+        upstreams = [s for s in given if not ipaddress.ip_address(s.split("%")[0]).is_loopback][:1]
+    if not upstreams or ctx.is_host_namespace:
+        return None
+    try:
+        return layers.explain_failure(ctx, ConnectResult(upstreams[0], 53, outcome, 0.0), proto="udp",
+                                      watch=layers.watch_drops(ctx))
+    except (NamespaceError, OSError):  # the host's namespace cannot be read: the query's outcome stands alone
+        return None
+
+
 def _server_findings(ctx: CheckContext, server: str, results: list[QueryResult], wrong: str | None,
                      networks: list[NetworkInfo]) -> Iterator[Finding]:
     c = ctx.container
     evidence = {"nameserver": server, "queries": [r.to_evidence() for r in results]}
     seen = "; ".join(_describe(r) for r in results)
     if wrong:
-        yield ctx.fail(f"Nameserver {server} cannot answer for {c.name}",
-                       detail=f"{wrong}. Queries from the container's namespace: {seen}.",
-                       evidence={**evidence, "reason": wrong}, fix=_dns_fix(ctx, server, networks))
+        yield ctx.fail(f"Nameserver {server} cannot answer for {ctx.target_name}",
+                       detail=f"{wrong}. Queries from the target's namespace: {seen}.",
+                       evidence={**evidence, "reason": wrong}, fix=_dns_fix(ctx, server, networks),
+                       key=f"nameserver-misplaced:{server}")
         return
     failed = [r for r in results if not r.server_answered]
     if not failed:
         worst = max(r.latency_ms for r in results)
-        yield ctx.ok(f"Nameserver {server} answers ({worst:.0f} ms)", evidence=evidence)
+        yield ctx.ok(f"Nameserver {server} answers ({worst:.0f} ms)", evidence=evidence, key=f"nameserver:{server}")
         return
     outcomes = "/".join(sorted({r.outcome for r in failed}))
     embedded = (" 127.0.0.11 is Docker's embedded DNS." + _embedded_upstreams(ctx)) if server == EMBEDDED_DNS else ""
     if server == EMBEDDED_DNS:
         evidence["embedded_dns_upstreams"] = list(c.dns) or "the host's resolvers"
-    fix = _dns_fix(ctx, server, networks)
-    yield ctx.fail(f"Nameserver {server} does not answer properly: {outcomes}",
-                   detail=f"Queried from inside {c.name} with a {ctx.options.timeout:g}s timeout: {seen}.{embedded} "
-                          "Every lookup waits for this server before trying the next one (5 s per try by default).",
-                   evidence=evidence,
-                   fix=Fix(f"Check that the resolver at {server} is up and answers from {c.name}'s network "
-                           f"(first command); otherwise: {fix.summary}",
-                           (ctx.in_target(f"nslookup . {server}"),) + fix.commands))
+    silent = next((r.outcome for r in failed if r.outcome in ("timeout", "unreachable")), None)
+    layer = _path_layer(ctx, server, silent) if silent else None
+    lost = ""
+    if layer is not None:
+        evidence.update(layer=layer.name, **layer.evidence)
+        lost = f" Where it is lost: {layer.summary}."
+    detail = (f"Queried from inside {ctx.target_name} with a {ctx.options.timeout:g}s timeout: {seen}.{embedded}{lost} "
+              "Every lookup waits for this server before trying the next one (5 s per try by default).")
+    if layer is not None and layer.name in HOST_SIDE_LAYERS and layer.fix_summary:
+        fix = Fix(layer.fix_summary, layer.fix_commands)
+    else:
+        other = _dns_fix(ctx, server, networks)
+        fix = Fix(f"Check that the resolver at {server} is up and answers from {ctx.target_name}'s network "
+                  f"(first command); otherwise: {other.summary}", (ctx.in_target(f"nslookup . {server}"),) + other.commands)
+    yield ctx.fail(f"Nameserver {server} does not answer properly: {outcomes}"
+                   + (f". Broken at: {layer.name}" if layer is not None and layer.name in HOST_SIDE_LAYERS else ""),
+                   detail=detail, evidence=evidence, fix=fix, key=f"nameserver-silent:{server}")
 
 
 def _resolves(results: list[QueryResult]) -> QueryResult | None:
@@ -153,19 +191,22 @@ def _name_findings(ctx: CheckContext, name: str, results: list[QueryResult], emb
     if decisive is None:
         return  # no server answered: the nameserver findings say why
     if decisive.addresses:
-        yield ctx.ok(f"{name} resolves to {', '.join(decisive.addresses)} (from {decisive.server})", evidence=evidence)
+        yield ctx.ok(f"{name} resolves to {', '.join(decisive.addresses)} (from {decisive.server})", evidence=evidence,
+                     key=f"name:{name}")
         return
-    if name not in ctx.options.peer_names:
-        yield ctx.fail(f"{name} does not resolve in {c.name}: {decisive.outcome} from {decisive.server}",
+    if name not in ctx.options.peer_names or c is None:
+        yield ctx.fail(f"{name} does not resolve in {ctx.target_name}: {decisive.outcome} from {decisive.server}",
                        detail=f"{decisive.server} answered {decisive.outcome} for {name} (no address).", evidence=evidence,
-                       fix=Fix(f"Check the spelling of {name} and the zone it belongs to, or point {c.name} at a "
-                               "nameserver that knows it (--dns).", (ctx.in_target(f"nslookup {name} {decisive.server}"),)))
+                       fix=Fix(f"Check the spelling of {name} and the zone it belongs to, or point {ctx.target_name} at "
+                               "a nameserver that knows it.", (ctx.in_target(f"nslookup {name} {decisive.server}"),)),
+                       key=f"name-unresolved:{name}")
         return
     try:
         peer_networks = {a.network for a in ctx.docker.container(name).attachments}
     except ContainerNotFound:
         yield ctx.warn(f"Peer {name} does not resolve: there is no container named {name}", evidence=evidence,
-                       fix=Fix("Name a container that exists (docker ps).", ("docker ps --format '{{.Names}}'",)))
+                       fix=Fix("Name a container that exists (docker ps).", ("docker ps --format '{{.Names}}'",)),
+                       key=f"peer-name:{name}")
         return
     if not embedded:
         net = f"{c.name}-{name}"
@@ -176,7 +217,7 @@ def _name_findings(ctx: CheckContext, name: str, results: list[QueryResult], emb
                        fix=Fix(f"Put {c.name} and {name} on a user-defined network (Docker rewrites {c.name}'s resolv.conf "
                                f"to 127.0.0.11 when it joins).",
                                (f"docker network create {net}", f"docker network connect {net} {c.name}",
-                                f"docker network connect {net} {name}")))
+                                f"docker network connect {net} {name}")), key=f"peer-name:{name}")
         return
     shared = sorted(peer_networks & {n.name for n in networks})
     user_net = next(n.name for n in networks if not n.is_default_bridge)
@@ -184,23 +225,27 @@ def _name_findings(ctx: CheckContext, name: str, results: list[QueryResult], emb
                    detail=f"Docker's embedded DNS answers only for containers on a network {c.name} is on; "
                           f"{name} is on {', '.join(sorted(peer_networks)) or 'no network'}.",
                    evidence={**evidence, "networks": [n.name for n in networks], "peer_networks": sorted(peer_networks)},
-                   fix=Fix(f"Attach {name} to {user_net}.", (f"docker network connect {user_net} {name}",)))
+                   fix=Fix(f"Attach {name} to {user_net}.", (f"docker network connect {user_net} {name}",)),
+                   key=f"peer-name:{name}")
 
 
-@check(id="dns", title="Container resolves names", scope=Scope.CONTAINER, severity=Severity.HIGH,
-       needs={Need.ROOT, Need.DOCKER})
+@check(id="dns", title="Target resolves names", scope=Scope.NAMESPACE, severity=Severity.HIGH, needs={Need.ROOT})
 def dns(ctx: CheckContext) -> Iterator[Finding]:
-    """The container's nameservers must be reachable from its network and answer in time.
+    """The target's nameservers must be reachable from its network and answer in time.
 
     netdoctor reads the container's resolv.conf from the host side: through /proc/PID/root (the container's
     own mount namespace) while it runs, from the ResolvConfPath Docker reports when it is stopped (then the
-    live queries are skipped). It then:
+    live queries are skipped). A `netns:NAME` target's is /etc/netns/NAME/resolv.conf, the file
+    `ip netns exec NAME` puts in place of /etc/resolv.conf; a namespace without one, the host and other
+    processes are not checked (what they use is the host's own resolver configuration). It then:
     - fails a loopback nameserver outside host networking: 127.0.0.53 (systemd-resolved) or 127.0.0.1
       copied from the host point at the container's own loopback, where nothing answers. 127.0.0.11 is
       Docker's embedded DNS (a loopback address Docker NATs inside the namespace): expected on user-defined
       networks, wrong on the default bridge, which has no embedded DNS.
     - queries every nameserver from inside the target's namespace (bounded by --timeout, all at once) and
-      fails on timeout, refusal or SERVFAIL, with the latency seen. When 127.0.0.11 fails, the cause is
+      fails on timeout, refusal or SERVFAIL, with the latency seen. A query that got no answer is walked
+      like a failed probe (the target's route, its gateway, the host's forwarding, firewall and NAT), so
+      the finding names where it was lost and, when that is on the host, fixes that. When 127.0.0.11 fails, the cause is
       upstream: the embedded DNS forwards to the container's --dns servers from inside its namespace, so a
       loopback --dns breaks it there too.
     - resolves the names you name: --peer containers (on the default bridge peers do not resolve by name:
@@ -214,44 +259,54 @@ def dns(ctx: CheckContext) -> Iterator[Finding]:
     (`docker network create`, `docker network connect`) for embedded DNS and name resolution between peers.
     """
     c = ctx.container
+    if c is None and ctx.target.unidentified:  # a container's namespace, but not which container: its file is unknown
+        yield ctx.skip(f"{ctx.target.label}'s resolv.conf cannot be found", detail=ctx.target.unidentified,
+                       key="no-resolv-conf")
+        return
     path = resolvconf.path_of(ctx.target)
+    own = f"{ctx.target.label} has no resolv.conf of its own: not checked"
     if path is None:
-        yield ctx.skip(f"{c.name} has no resolv.conf yet: it has never started")
+        yield ctx.skip(f"{c.name} has no resolv.conf yet: it has never started" if c else own,
+                       detail="" if c else resolvconf.NO_OWN_RESOLV_CONF, key="no-resolv-conf")
         return
     try:
         conf = ctx.session.fact(resolvconf.read, path)
     except resolvconf.ResolvConfUnavailable as exc:
-        yield ctx.skip(f"Cannot read {c.name}'s resolv.conf", detail=str(exc))
+        yield ctx.skip(f"Cannot read {c.name}'s resolv.conf" if c else own,
+                       detail=str(exc) if c else f"{exc}. {resolvconf.NO_OWN_RESOLV_CONF}", key="no-resolv-conf")
         return
-    if c.network_mode == "none":
+    if c and c.network_mode == "none":
         yield ctx.info(f"{c.name} has no network (--network none): it cannot resolve names by design",
-                       evidence=conf.to_evidence())
+                       evidence=conf.to_evidence(), key="no-network")
         return
     if conf.invalid:
-        yield ctx.fail(f"{c.name}'s resolv.conf has a nameserver line that is not an address", detail=conf.invalid,
-                       evidence=conf.to_evidence(), fix=Fix("Use IP addresses with --dns.", (f"cat {path}",)))
+        yield ctx.fail(f"{ctx.target_name}'s resolv.conf has a nameserver line that is not an address",
+                       detail=conf.invalid, evidence=conf.to_evidence(),
+                       fix=Fix("Use IP addresses" + (" with --dns." if c else "."), (f"cat {path}",)),
+                       key="invalid-nameserver")
         return
-    host_mode = c.network_mode == "host"
+    host_mode = bool(c) and c.network_mode == "host"
     networks = [] if host_mode else [n for _, n in ctx.networks()]
     embedded = _has_embedded_dns(networks)
     servers = list(conf.nameservers[:resolvconf.LIBC_MAXNS]) or [LIBC_FALLBACK]
     if not conf.nameservers:
-        yield ctx.info(f"{c.name}'s resolv.conf names no nameserver: libc falls back to {LIBC_FALLBACK}",
-                       evidence=conf.to_evidence())
+        yield ctx.info(f"{ctx.target_name}'s resolv.conf names no nameserver: libc falls back to {LIBC_FALLBACK}",
+                       evidence=conf.to_evidence(), key="no-nameserver")
     if len(conf.nameservers) > resolvconf.LIBC_MAXNS:
-        yield ctx.info(f"{c.name}'s resolv.conf lists {len(conf.nameservers)} nameservers; libc uses the first "
-                       f"{resolvconf.LIBC_MAXNS} only", evidence=conf.to_evidence())
+        yield ctx.info(f"{ctx.target_name}'s resolv.conf lists {len(conf.nameservers)} nameservers; libc uses the first "
+                       f"{resolvconf.LIBC_MAXNS} only", evidence=conf.to_evidence(), key="too-many-nameservers")
     yield from _search_findings(ctx, conf)
     wrong = {} if host_mode else {s: why for s in servers if (why := _misplaced_loopback(ctx, s, networks, embedded))}
-    if ctx.target.netns_path is None:  # stopped, or its namespace not visible from here
+    if ctx.target.netns_path is None:  # a stopped container, or its namespace not visible from here
         for server, why in wrong.items():
             yield ctx.fail(f"Nameserver {server} cannot answer for {c.name}", detail=why + ".",
-                           evidence={**conf.to_evidence(), "reason": why}, fix=_dns_fix(ctx, server, networks))
+                           evidence={**conf.to_evidence(), "reason": why}, fix=_dns_fix(ctx, server, networks),
+                           key=f"nameserver-misplaced:{server}")
         yield ctx.skip(f"Nameservers not queried: {c.name} is {c.status}" if not c.running
                        else f"Nameservers not queried: {c.name}'s namespace is not visible",
                        detail=f"resolv.conf read from {path}; live queries need the container's network namespace."
                               + (f" {ctx.target.unavailable}" if ctx.target.unavailable else ""),
-                       evidence=conf.to_evidence())
+                       evidence=conf.to_evidence(), key="not-queried")
         return
     names = list(dict.fromkeys(ctx.options.peer_names + ctx.options.resolve))
     results = _query_all(ctx, servers, names)

@@ -45,11 +45,11 @@ def ip_forward(ctx: CheckContext) -> Iterator[Finding]:
     (dockerd sets it at start unless started with --ip-forward=false).
     """
     if ctx.is_host_namespace:
-        yield ctx.info("Target uses the host's own network stack: no forwarding involved")
+        yield ctx.info("Target uses the host's own network stack: no forwarding involved", key="host-stack")
         return
     relies, why = _relies_on_forwarding(ctx)
     if not relies:
-        yield ctx.info(f"Forwarding not involved: {ctx.target.label} {why}")
+        yield ctx.info(f"Forwarding not involved: {ctx.target.label} {why}", key="not-involved")
         return
     v4 = ctx.host.sysctl("net.ipv4.ip_forward")
     evidence = {"net.ipv4.ip_forward": v4, "host_netns": ctx.host.path, "reason": why}
@@ -57,9 +57,9 @@ def ip_forward(ctx: CheckContext) -> Iterator[Finding]:
         yield ctx.fail("Host does not forward IPv4: the target cannot reach beyond this host",
                        detail=f"net.ipv4.ip_forward={v4} in the host namespace while {ctx.target.label} {why}. "
                               "Traffic to other hosts and the internet is dropped; host and same-network peers still work.",
-                       evidence=evidence, fix=_fix(ctx, "net.ipv4.ip_forward"))
+                       evidence=evidence, fix=_fix(ctx, "net.ipv4.ip_forward"), key="forwarding-off")
     else:
-        yield ctx.ok("Host forwards IPv4 (net.ipv4.ip_forward=1)", evidence=evidence)
+        yield ctx.ok("Host forwards IPv4 (net.ipv4.ip_forward=1)", evidence=evidence, key="forwarding-on")
     if ctx.netns.facts.has_global_v6():
         v6 = ctx.host.sysctl("net.ipv6.conf.all.forwarding")
         v6_evidence = {"net.ipv6.conf.all.forwarding": v6, "host_netns": ctx.host.path}
@@ -67,6 +67,6 @@ def ip_forward(ctx: CheckContext) -> Iterator[Finding]:
             yield ctx.fail("Host does not forward IPv6 though the target has a global IPv6 address",
                            detail=f"net.ipv6.conf.all.forwarding={v6}: IPv6 connections beyond this host fail, and "
                                   "clients that prefer IPv6 (happy eyeballs aside) hang first.",
-                           evidence=v6_evidence, fix=_fix(ctx, "net.ipv6.conf.all.forwarding"))
+                           evidence=v6_evidence, fix=_fix(ctx, "net.ipv6.conf.all.forwarding"), key="forwarding6-off")
         else:
-            yield ctx.ok("Host forwards IPv6 (net.ipv6.conf.all.forwarding=1)", evidence=v6_evidence)
+            yield ctx.ok("Host forwards IPv6 (net.ipv6.conf.all.forwarding=1)", evidence=v6_evidence, key="forwarding6-on")

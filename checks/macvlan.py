@@ -50,7 +50,8 @@ def _parent(ctx: CheckContext, network: NetworkInfo, attachment: Attachment, par
                     f"container, or recreate the network on an existing parent.",
                     (ctx.on_host("ip -br link"),
                      f"docker network disconnect {network.name} {ctx.target_name}",
-                     f"docker network connect {network.name} {ctx.target_name}")))]
+                     f"docker network connect {network.name} {ctx.target_name}")),
+            key=f"parent-missing:{network.name}")]
     dev = ctx.host.read(device.read, parent_name)
     evidence.update({"parent_up": parent.up, "operstate": parent.operstate, "promiscuity": parent.promiscuity,
                      "parent_driver": dev.driver or None, "wireless": dev.wireless, "mtu": parent.mtu})
@@ -61,12 +62,14 @@ def _parent(ctx: CheckContext, network: NetworkInfo, attachment: Attachment, par
             detail=f"Every {network.driver} interface on {parent_name} is down with it: {ctx.target_name} reaches nothing "
                    f"on {network.name}, not even its gateway.",
             evidence=evidence, fix=Fix(f"Bring {parent_name} up (and make it come up at boot).",
-                                       (ctx.on_host(f"ip link set {parent_name} up"),))))
+                                       (ctx.on_host(f"ip link set {parent_name} up"),)),
+            key=f"parent-down:{network.name}"))
     elif parent.operstate not in ("UP", "UNKNOWN"):
         findings.append(ctx.fail(
             f"Parent interface {parent_name} of network {network.name} has no carrier (operstate {parent.operstate})",
             detail="The interface is enabled but its link is down: cable, switch port, or the far end of a veth/bond.",
-            evidence=evidence, fix=Fix(f"Restore the link of {parent_name}.", (ctx.on_host(f"ip link show {parent_name}"),))))
+            evidence=evidence, fix=Fix(f"Restore the link of {parent_name}.", (ctx.on_host(f"ip link show {parent_name}"),)),
+            key=f"parent-no-carrier:{network.name}"))
     if dev.wireless and network.driver == "macvlan":
         findings.append(ctx.fail(
             f"Parent interface {parent_name} of macvlan network {network.name} is wireless",
@@ -135,7 +138,8 @@ def _gateway(ctx: CheckContext, network: NetworkInfo, attachment: Attachment, pa
                     detail=f"Neither ICMP nor ARP came back: {cause}.", evidence=evidence,
                     fix=Fix("Fix the parent first (findings above); then check the gateway is on that segment.",
                             (ctx.in_target(f"ip neigh show {attachment.gateway}"),
-                             f"docker network inspect {network.name} --format '{{{{json .IPAM.Config}}}}'")))
+                             f"docker network inspect {network.name} --format '{{{{json .IPAM.Config}}}}'")),
+                    key=f"gateway-silent:{network.name}")
 
 
 @check(id="macvlan", title="macvlan/ipvlan parent interface carries the container's traffic", scope=Scope.CONTAINER,

@@ -5,10 +5,11 @@ from dataclasses import replace
 from functools import cached_property
 from typing import Iterator
 
+from netdoctor.checks import _published as published
 from netdoctor.context import CheckContext
 from netdoctor.facts.docker import ContainerInfo, PublishedPort
 from netdoctor.facts.namespace import Listener
-from netdoctor.facts.processes import Process, socket_owners
+from netdoctor.facts.processes import Process, process, socket_holders
 from netdoctor.fixes import recreate
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
 from netdoctor.registry import check
@@ -52,8 +53,12 @@ class _Holders:
 
     @cached_property
     def owners(self) -> dict[int, list[Process]]:
-        """Processes of the host's and the container's sockets: one walk of /proc/*/fd for both."""
-        return self.ctx.session.fact(socket_owners, tuple(sorted({s.inode for s in (*self.listeners, *self.inside)})))
+        """Processes of the host's and the container's sockets (from the run's one walk of /proc/*/fd)."""
+        fact = self.ctx.session.fact
+        holders = fact(socket_holders)
+        owners = {inode: [p for p in (fact(process, pid) for pid in holders.get(inode, ())) if p is not None]
+                  for inode in {s.inode for s in (*self.listeners, *self.inside)}}
+        return {inode: found for inode, found in owners.items() if found}
 
     @cached_property
     def containers(self) -> list[ContainerInfo]:
@@ -65,7 +70,7 @@ class _Holders:
     def of(self, port: PublishedPort) -> list[dict]:
         """Everything but the target itself that holds port.host_port on the host, described for evidence."""
         target = self.ctx.container
-        own_ips = {a.ip for a in target.attachments if a.ip}
+        own_ips = {ip for a in target.attachments for ip in (a.ip, a.ipv6) if ip}
         found: list[dict] = []
         for listener in self.listeners:
             if listener.proto != port.proto or listener.port != port.host_port or not _clashes(listener, port.host_ip):
@@ -75,6 +80,8 @@ class _Holders:
             if not owners:
                 found.append({"socket": socket, "holder": "a process netdoctor cannot see (another PID namespace)"})
             for proc in owners:
+                if proc.name == "dockerd":
+                    continue  # Docker 28+ keeps published ports bound itself (without the userland proxy)
                 if proc.is_docker_proxy:
                     if proc.arg("-container-ip") in own_ips and proc.arg("-container-port") == str(port.container_port):
                         continue  # docker-proxy serving this very container: its own binding
@@ -222,6 +229,12 @@ def ports(ctx: CheckContext) -> Iterator[Finding]:
     - inside: the container's listening sockets (sock_diag in its namespace). Nothing on the container
       port means the published port is refused; a service bound to 127.0.0.1/::1 only gets the
       published traffic on the container's own address, where nothing listens, and resets it.
+    - the firewall (every backend, IPv4 and IPv6): a request from outside to the host port must be DNATed to
+      the container (Docker's rule) and then accepted on the way into its bridge. A DNAT rule gone (the nat
+      table flushed by firewalld, `iptables -t nat -F`, ufw) while docker-proxy still serves the port warns
+      (the port works, but the container sees every client as the host); with no docker-proxy either
+      (userland-proxy: false) it fails; a rule that drops the requests (a DOCKER-USER rule, ufw, firewalld)
+      fails with that rule named.
     - exposure: a well-known database port (3306, 5432, 6379, 27017, 9200, 11211, ...) published on
       0.0.0.0 is reachable by anyone who reaches the host, past ufw/firewalld (Docker's NAT runs first).
 
@@ -242,6 +255,7 @@ def ports(ctx: CheckContext) -> Iterator[Finding]:
         yield from _host_side(ctx, port, holders)
         if in_netns:
             yield from _inside(ctx, port, inside, holders.owners)
+            yield from published.dnat(ctx, port)
         yield from _exposure(ctx, port)
     if not in_netns:
         yield ctx.skip(f"Listeners inside {c.name} not checked",

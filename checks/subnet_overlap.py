@@ -92,14 +92,15 @@ def subnet_overlap(ctx: CheckContext) -> Iterator[Finding]:
         if not conflicts:
             yield ctx.ok(f"{label} {segment.subnet} overlaps no host route or other network",
                          evidence={**base, "routes_compared": sum(1 for r in host.routes if not r.is_default),
-                                   "networks_compared": len(others)})
+                                   "networks_compared": len(others)}, key=f"subnet:{segment.subnet}")
             continue
         free = free_subnet(max(segment.subnet.prefixlen, 16), taken) if segment.subnet.version == 4 else None
         pool = free_subnet(16, taken, [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("172.16.0.0/12")])
         fix = _fix(ctx, segment, free, pool)
-        for status, title, detail, evidence in conflicts:
+        for status, kind, title, detail, evidence in conflicts:
             evidence = {**base, **evidence, "free_subnet": str(free) if free else None}
-            yield ctx.finding(status, f"{label} {segment.subnet} {title}", detail=detail, evidence=evidence, fix=fix)
+            yield ctx.finding(status, f"{label} {segment.subnet} {title}", detail=detail, evidence=evidence, fix=fix,
+                              key=f"{kind}:{segment.subnet}")
 
 
 def _route_conflicts(ctx: CheckContext, segment: Segment) -> Iterator[tuple]:
@@ -115,12 +116,12 @@ def _route_conflicts(ctx: CheckContext, segment: Segment) -> Iterator[tuple]:
         text = ctx.host.facts.route_text(route)
         evidence = {"route": text, "route_device": link.name if link else None}
         if route.network.subnet_of(segment.subnet):
-            yield (Status.FAIL, f"collides with host route {text}",
+            yield (Status.FAIL, f"route-inside:{route.network}", f"collides with host route {text}",
                    f"The host sends traffic for {route.network} to {link.name if link else route.gateway} instead of the "
                    f"target's network: replies to containers with those addresses go there and connections time out.",
                    evidence)
         else:
-            yield (Status.WARN, f"lies inside host route {text}",
+            yield (Status.WARN, f"route-around:{route.network}", f"lies inside host route {text}",
                    f"The Docker subnet is more specific, so hosts in {segment.subnet} behind "
                    f"{link.name if link else route.gateway} (a LAN or VPN) are unreachable from this host and its containers.",
                    evidence)
@@ -131,7 +132,7 @@ def _network_conflicts(segment: Segment, others: list[NetworkInfo]) -> Iterator[
         for subnet in other.subnets:
             net = ipaddress.ip_network(subnet, strict=False)
             if net.version == segment.subnet.version and net.overlaps(segment.subnet):
-                yield (Status.FAIL, f"overlaps Docker network {other.name} ({other.driver}, {subnet})",
+                yield (Status.FAIL, f"network-overlap:{other.name}", f"overlaps Docker network {other.name} ({other.driver}, {subnet})",
                        "Two Docker networks claim the same addresses (overlay pools are allocated apart from bridge "
                        "pools): traffic for one lands on the other.",
                        {"other_network": other.name, "other_subnet": subnet, "other_driver": other.driver})

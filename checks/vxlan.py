@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from netdoctor.facts import device, overlay
 from netdoctor.facts.docker import Attachment, NetworkInfo
 from netdoctor.facts.namespace import Link
 from netdoctor.facts.overlay import VXLAN_OVERHEAD
-from netdoctor.filterpath import Flow, rule_line, walk
+from netdoctor.firewall import FROM_HOST, TO_HOST, Packet, Step, commands, follow
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
 from netdoctor.probes import concurrently, tcp
 from netdoctor.registry import check
@@ -79,52 +80,67 @@ def _underlay(ctx: CheckContext, swarm: Swarm, peers: list[str]) -> Link | None:
     return facts.link(index=route.oif) if route and route.oif else None
 
 
-def _flows(swarm: Swarm, peers: list[str], underlay: str) -> list[tuple[str, str, Flow]]:
-    """(chain, what, flow) for every swarm flow in and out of this node."""
+def _flows(swarm: Swarm, peers: list[str], underlay: str) -> list[tuple[tuple[str, ...], str, Packet]]:
+    """(hooks, what, packet) for every swarm flow in and out of this node."""
     ports = [("udp", swarm.data_port, "VXLAN data"), ("tcp", GOSSIP_PORT, "gossip"), ("udp", GOSSIP_PORT, "gossip")]
+    if swarm.is_manager:
+        ports.append(("tcp", MANAGER_PORT, "manager"))
     flows = []
     for peer in peers:
+        family = 6 if ":" in peer else 4
         for proto, port, what in ports:
-            flows.append(("INPUT", f"{port}/{proto} ({what}) from {peer}",
-                          Flow(underlay, "", peer, swarm.node_addr, "NEW", proto=proto, dport=port)))
-            flows.append(("OUTPUT", f"{port}/{proto} ({what}) to {peer}",
-                          Flow("", underlay, swarm.node_addr, peer, "NEW", proto=proto, dport=port)))
-        if swarm.is_manager:
-            flows.append(("INPUT", f"{MANAGER_PORT}/tcp (manager) from {peer}",
-                          Flow(underlay, "", peer, swarm.node_addr, "NEW", proto="tcp", dport=MANAGER_PORT)))
-        if peer in swarm.managers:
-            flows.append(("OUTPUT", f"{MANAGER_PORT}/tcp (manager) to {peer}",
-                          Flow("", underlay, swarm.node_addr, peer, "NEW", proto="tcp", dport=MANAGER_PORT)))
+            flows.append((TO_HOST, f"{port}/{proto} ({what}) from {peer}",
+                          Packet(family, src=peer, dst=swarm.node_addr, proto=proto, dport=port, iif=underlay, oif="",
+                                 src_local=False, dst_local=True)))
+            if port != MANAGER_PORT or peer in swarm.managers:
+                flows.append((FROM_HOST, f"{port}/{proto} ({what}) to {peer}",
+                              Packet(family, src=swarm.node_addr, dst=peer, proto=proto, dport=port, iif="", oif=underlay,
+                                     src_local=True, dst_local=False)))
+        if not swarm.is_manager and peer in swarm.managers:
+            flows.append((FROM_HOST, f"{MANAGER_PORT}/tcp (manager) to {peer}",
+                          Packet(family, src=swarm.node_addr, dst=peer, proto="tcp", dport=MANAGER_PORT, iif="",
+                                 oif=underlay, src_local=True, dst_local=False)))
     return flows
 
 
-def _firewall(ctx: CheckContext, swarm: Swarm, peers: list[str], underlay: str) -> tuple[list[Finding], list[str]]:
-    """Local iptables rules that drop swarm ports; also returns the lines of rules dropping the data port."""
+def _undo(ctx: CheckContext, step: Step) -> str:
+    """The command that removes what drops a swarm flow: the rule, or (a drop policy) back to ACCEPT."""
+    if step.rule is not None:
+        return ctx.on_host(commands.delete(step.rule))
+    return ctx.on_host(commands.set_policy(step.chain, "accept")) + "  # or add ACCEPT rules for the swarm ports"
+
+
+def _firewall(ctx: CheckContext, swarm: Swarm, peers: list[str], underlay: str) -> tuple[list[Finding], list[tuple[str, str]]]:
+    """Local rules (any backend) that drop swarm ports; also returns (rule, undo command) of those dropping the data port."""
     rules = ctx.host.firewall
     if rules.error:
         return [ctx.info("Local firewall not read: swarm port rules unknown", detail=rules.error)], []
     dropped: dict[str, list[str]] = defaultdict(list)
+    undo: dict[str, str] = {}
+    places: dict[str, str] = {}
     partial: dict[str, list[str]] = defaultdict(list)
-    data_path_drops: list[str] = []
-    for chain, what, flow in _flows(swarm, peers, underlay):
-        verdict = walk(rules, flow, chain)
-        line = rule_line(verdict.rule) if verdict.rule else f"-P {chain} {verdict.policy}"
-        if verdict.dropped:
+    data_path_drops: list[tuple[str, str]] = []
+    for hooks, what, packet in _flows(swarm, peers, underlay):
+        path = follow(rules, packet, hooks)
+        if path.dropped:
+            line = path.drop.decided_by
             dropped[line].append(what)
-            if flow.proto == "udp" and flow.dport == swarm.data_port and line not in data_path_drops:
-                data_path_drops.append(line)
-        for rule in verdict.partial_drops:
-            partial[rule_line(rule)].append(what)
+            undo[line] = _undo(ctx, path.drop)
+            places[line] = (path.drop.rule or path.drop.chain).place
+            if packet.proto == "udp" and packet.dport == swarm.data_port and line not in dict(data_path_drops):
+                data_path_drops.append((line, undo[line]))
+        for item in path.partial_drops:
+            partial[f"{item.place}: {item.text}"].append(what)
     findings = []
     for line, flows in dropped.items():
-        delete = (ctx.on_host(f"iptables {line.replace('-A ', '-D ', 1)}") if line.startswith("-A ")
-                  else ctx.on_host(f"iptables -P {line.split()[1]} ACCEPT  # or add ACCEPT rules for the swarm ports"))
         findings.append(ctx.fail(
             f"This node's firewall drops swarm traffic: {line}",
             detail=f"The rule catches {len(flows)} swarm flow(s), e.g. {', '.join(flows[:3])}. Swarm needs TCP "
                    f"{MANAGER_PORT} to managers, TCP+UDP {GOSSIP_PORT} and UDP {swarm.data_port} between all nodes.",
-            evidence={"rule": line, "flows": flows, "host_netns": ctx.host.path},
-            fix=Fix("Remove the rule (or insert ACCEPT rules for the swarm ports before it) on this node.", (delete,))))
+            evidence={"rule": line, "where": places[line], "flows": flows, "host_netns": ctx.host.path},
+            fix=Fix("Remove the rule (or insert ACCEPT rules for the swarm ports before it) on this node.", (undo[line],)),
+            # stable while the rule's text is: root-cause rules link the data-path findings to it by its evidence
+            key=f"firewall-drop:swarm:{hashlib.sha1(line.encode()).hexdigest()[:8]}"))
     if partial:
         findings.append(ctx.info("Firewall rules may drop part of the swarm traffic (they match on more than netdoctor "
                                  "can tell, e.g. Docker's own rule against unencrypted traffic on encrypted overlays)",
@@ -188,7 +204,7 @@ def _mtu(ctx: CheckContext, network: NetworkInfo, vxlan: Link, underlay: Link | 
 
 
 def _data_path(ctx: CheckContext, swarm: Swarm, network: NetworkInfo, attachment: Attachment,
-               peers: list[overlay.OverlayPeer], underlay_ok: dict[str, bool], local_drops: list[str],
+               peers: list[overlay.OverlayPeer], underlay_ok: dict[str, bool], local_drops: list[tuple[str, str]],
                data_port: int) -> Iterator[Finding]:
     """Echo every remote endpoint from the target; judge per node, since one node's rule cuts only that node."""
     if not peers:
@@ -217,11 +233,12 @@ def _data_path(ctx: CheckContext, swarm: Swarm, network: NetworkInfo, attachment
                            fix=Fix(f"Bring {node} back, or open the path to it: the route and TCP/UDP {GOSSIP_PORT}, "
                                    f"UDP {data_port} between the nodes.",
                                    (ctx.on_host(f"ip route get {vtep}"),
-                                    f"docker node ls   # on a manager: is {node} Ready?")))
+                                    f"docker node ls   # on a manager: is {node} Ready?")),
+                           key=f"node-unreachable:{network.name}:{vtep}")
             continue
         if local_drops:
-            where = f"this node's rule `{local_drops[0]}` drops the VXLAN packets (UDP {data_port})"
-            fix = Fix("Remove the rule on this node.", (ctx.on_host(f"iptables {local_drops[0].replace('-A ', '-D ', 1)}"),))
+            where = f"this node's rule `{local_drops[0][0]}` drops the VXLAN packets (UDP {data_port})"
+            fix = Fix("Remove the rule on this node.", (local_drops[0][1],))
         else:
             where = (f"node {node} (or the path to it) drops UDP {data_port}: this node's firewall lets it through, so "
                      f"look at {node}'s")
@@ -235,7 +252,8 @@ def _data_path(ctx: CheckContext, swarm: Swarm, network: NetworkInfo, attachment
         yield ctx.fail(f"Overlay {network.name}: the VXLAN data path to node {node} is broken"
                        + (" while the underlay works" if underlay else ""),
                        detail=f"No endpoint on {node} answers over the overlay, {underlay_said}; {where}.",
-                       evidence={**evidence, "local_rules_dropping_vxlan": local_drops}, fix=fix)
+                       evidence={**evidence, "local_rules_dropping_vxlan": [line for line, _ in local_drops]}, fix=fix,
+                       key=f"data-path-broken:{network.name}:{vtep}")
 
 
 def _offload(ctx: CheckContext, underlay: Link) -> Finding:

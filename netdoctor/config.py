@@ -89,7 +89,9 @@ def load(path: Path | None) -> Config:
     """Parse and validate a config file; no path means no config (built-in defaults, no baseline)."""
     if path is None:
         return Config()
-    if not path.is_file():
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory: name a file")
+    if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
     if path.name == "pyproject.toml":
         data = _read_toml(path).get("tool", {}).get("netdoctor")
@@ -108,18 +110,28 @@ def _read_toml(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read {path}: it is not UTF-8 text") from None
+    except ValueError as exc:  # TOMLDecodeError, or a date that does not exist (2099-02-30)
+        raise ConfigError(f"cannot read {path}: not valid TOML: {exc}") from None
 
 
 def _read_yaml(path: Path) -> Any:
     import yaml
 
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read {path}: it is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot read {path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except ValueError as exc:  # a value YAML recognises but cannot build, e.g. the date 2099-02-30
+        raise ConfigError(f"cannot read {path}: {exc} (a date that does not exist? dates are YYYY-MM-DD)") from None
 
 
 def _parse(data: Any, where: str) -> Config:
@@ -168,7 +180,7 @@ def _acceptance(entry: Any, where: str) -> Accept:
                    ([f"missing {', '.join(missing)}"] if missing else [])
         raise ConfigError(f"{where}: {'; '.join(problems)} (an acceptance needs check, reason and expires; "
                           "target defaults to every target)")
-    reason = str(entry["reason"]).strip()
+    reason = str(entry["reason"]).strip() if isinstance(entry["reason"], (str, int, float)) else ""
     if not reason:
         raise ConfigError(f"{where}: reason must say why the finding is accepted")
     return Accept(check=str(entry["check"]), target=str(entry.get("target") or "*"), reason=reason,

@@ -27,17 +27,28 @@ class Session:
         self.docker = docker or DockerSession()
         self.host_target = host_target(options.host_netns)
         self._views: dict[int, NamespaceView] = {}
+        self._views_by_path: dict[str, NamespaceView] = {}  # checks ask for their view often: no stat each time
+        self._view_locks: dict[int, threading.Lock] = {}
         self._facts: dict[tuple, tuple[bool, Any]] = {}
         self._fact_locks: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def view(self, path: str, label: str) -> NamespaceView:
         """The shared view of the namespace at `path` (two targets in one namespace share it)."""
+        view = self._views_by_path.get(path)
+        if view is not None:
+            return view
         key = namespace_inode(path)
         with self._lock:
-            if key not in self._views:
-                self._views[key] = NamespaceView(NamespaceWorker(path), label)
-            return self._views[key]
+            lock = self._view_locks.setdefault(key, threading.Lock())
+        with lock:  # one namespace's thread starting does not hold up the others'
+            view = self._views.get(key)
+            if view is None:
+                view = NamespaceView(NamespaceWorker(path), label)
+                with self._lock:
+                    self._views[key] = view
+            self._views_by_path[path] = view
+        return view
 
     @property
     def host(self) -> NamespaceView:
@@ -74,7 +85,15 @@ class Session:
         return shutil.which(name) is not None
 
     def namespace_exists(self, path: str) -> bool:
-        return os.path.exists(path)
+        """The namespace file is still there (a process that exited takes its /proc/PID/ns/net along);
+        one we may not open still exists, and entering it says why not."""
+        try:
+            os.stat(path)
+            return True
+        except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+            return False
+        except OSError:
+            return True
 
     def same_namespace(self, path: str, other: str) -> bool:
         return namespace_inode(path) == namespace_inode(other)
@@ -84,6 +103,8 @@ class Session:
             for view in self._views.values():
                 view.worker.close()
             self._views.clear()
+            self._views_by_path.clear()
+        self.docker.close()
 
 
 class CheckContext:
@@ -101,8 +122,10 @@ class CheckContext:
 
     @property
     def netns(self) -> NamespaceView:
-        """The target's namespace (the runner has verified it exists when the check needs it)."""
-        return self.session.view(self.target.netns_path, self.target.label)
+        """The target's namespace (the runner has verified it exists when the check needs it). A paused
+        container's can be read, but its probes raise TargetPaused: nothing in it would take part."""
+        view = self.session.view(self.target.netns_path, self.target.label)
+        return FrozenView(view, self.container.name) if self.container and self.container.paused else view
 
     @property
     def is_host_namespace(self) -> bool:
@@ -179,3 +202,24 @@ class CheckContext:
 
     def skip(self, title: str, **kw) -> Finding:
         return self.finding(Status.SKIP, title, **kw)
+
+
+class TargetPaused(Exception):
+    """A check wanted to send traffic from or to a paused container (the runner turns it into a skip)."""
+
+
+class FrozenView:
+    """A paused container's namespace: its facts read as usual; probes refuse, since the container's frozen
+    processes would neither send nor answer, and a probe's outcome would describe the pause, not the network."""
+
+    PROBES = ("connect", "query", "echo", "socket")
+
+    def __init__(self, view: NamespaceView, name: str):
+        self._view = view
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        if attribute in self.PROBES:
+            raise TargetPaused(f"container {self._name} is paused, so no traffic was sent from or to it "
+                               f"(`docker unpause {self._name}`, then check again)")
+        return getattr(self._view, attribute)

@@ -8,8 +8,9 @@ Python users all call `diagnose()`; none of them plans or runs checks itself.
 
 `diagnose` checks the request against what exists (check ids, targets, selectors, privileges) and raises
 BadInput or CannotCheck before anything runs; iterating the returned Diagnosis runs the checks and yields
-findings as they complete, with the config's acceptances applied, then one finding per container that
-changed while it was being diagnosed.
+findings as they complete, with the config's acceptances applied and root causes linked (a finding that
+another check may still explain waits for that check, then comes with `caused_by` set: netdoctor/causes.py),
+then one finding per container that changed while it was being diagnosed.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
+from netdoctor.causes import Linker
 from netdoctor.context import Session
 from netdoctor.dockerapi import ContainerNotFound, DockerSession, DockerUnavailable
 from netdoctor.errors import BadInput, CannotCheck
 from netdoctor.gate import Gate
-from netdoctor.model import CheckInfo, Finding, about_run
+from netdoctor.model import CheckInfo, Finding, Fix, Status, about_run
 from netdoctor.registry import Catalogue, discover
 from netdoctor.request import Request
-from netdoctor.runner import load_error_findings, plan, run
+from netdoctor.runner import load_error_findings, plan, run_jobs
 from netdoctor.targets import Target, TargetError, container_target, resolve
 
 TARGET_HINT = "name a target (a container, pid:PID, netns:NAME, host, self) or select containers with --all, " \
@@ -68,10 +70,14 @@ class Diagnosis:
         try:
             yield from load_error_findings(self.catalogue.errors)
             yield from self._troubles
+            yield from container_states(self.targets)
             if self.targets:
-                for finding in run(self.checks, self.targets, self.session, self.request.checks_named):
-                    yield self.request.config.apply(finding)
-                yield from vanished(self.targets, self.session.docker)
+                # root causes (netdoctor/causes.py): a finding another check may still explain waits for it
+                linker = Linker((info.id, target.label) for info, target in self.jobs)
+                for info, target, findings in run_jobs(self.checks, self.targets, self.session, self.request.checks_named):
+                    yield from linker.add(info.id, target.label, [self.request.config.apply(f) for f in findings])
+                yield from linker.finish()
+                yield from vanished(self.targets, self.session)
         finally:
             self.duration_ms = (time.monotonic() - started) * 1000
 
@@ -94,6 +100,10 @@ def diagnose(request: Request, session: Session | None = None, tolerant: bool = 
     (default: the built-in ones and the plugins installed)."""
     catalogue = catalogue or discover()
     checks = select_checks(catalogue, request)
+    if request.swarm or request.remote:  # netdoctor's image diagnoses each engine where it runs; gathered here
+        from netdoctor.swarm.cluster import gather
+
+        return gather(request, catalogue, checks)
     if not request.targets and not request.selector.active and not tolerant:
         raise BadInput(TARGET_HINT)
     session = session or Session(request.options, DockerSession(request.docker_host))
@@ -132,23 +142,52 @@ def _resolve(request: Request, session: Session, tolerant: bool) -> tuple[list[T
     return list({t.label: t for t in targets}.values()), troubles  # named and selected too: checked once
 
 
-def vanished(targets: list[Target], docker: DockerSession) -> Iterator[Finding]:
-    """An error finding for each container that was removed, stopped or restarted while its checks ran:
-    what the checks saw is then a snapshot of something that no longer exists."""
+def container_states(targets: list[Target]) -> Iterator[Finding]:
+    """A container named but not running normally is itself the finding: paused (frozen, it answers
+    nothing), restarting (a crash loop), exited with an error, dead, or never started because its start
+    failed. One that exited cleanly or was only created is not a fault: its checks say why they skip."""
     for target in targets:
-        before = target.container
-        if before is None or not before.running:
+        c = target.container
+        if c is None or c.running:
             continue
-        try:
-            now = docker.container(before.id)
-        except ContainerNotFound:
-            change = "was removed"
-        except DockerUnavailable:
-            continue  # cannot tell; the checks that needed Docker already said so
+        logs = f"docker logs --tail 50 {c.name}"
+        if c.paused:
+            fix = Fix(f"Unpause {c.name} (paused by `docker pause`, or by a tool that froze it).", (f"docker unpause {c.name}",))
+            detail = ("Its network namespace is there and was read, but nothing in the container runs: connections "
+                      "to it hang, it sends nothing. Checks that need traffic say so and skip.")
+        elif c.status == "restarting":
+            fix = Fix(f"Find out why {c.name} stops: its last output and exit code.", (logs,))
+            detail = "Between restarts it has no network namespace; while it runs, only briefly."
+        elif c.status == "dead" or (c.status == "exited" and c.exit_code) or (c.status == "created" and c.error):
+            fix = Fix(f"Find out why {c.name} stopped, then start it.", (logs, f"docker start {c.name}"))
+            detail = "A stopped container has no network namespace: only its configuration and the host were checked."
         else:
-            if now.running and now.pid == before.pid:
-                continue
-            change = "restarted" if now.running else f"stopped ({now.status})"
+            continue
+        yield about_run(c.state_text, detail, target=target.label, status=Status.FAIL, key=c.status, fix=fix)
+
+
+def vanished(targets: list[Target], session: Session) -> Iterator[Finding]:
+    """An error finding for each container that was removed, stopped or restarted while its checks ran:
+    what the checks saw is then a snapshot of something that no longer exists. One Engine API call for
+    all of them; one still running is the one diagnosed while the namespace of the process it had is there."""
+    watched = [t for t in targets if t.container is not None and t.container.has_namespace]
+    if not watched:
+        return
+    try:
+        states = session.docker.states([t.container.id for t in watched])
+    except DockerUnavailable:
+        return  # cannot tell; the checks that needed Docker already said so
+    for target in watched:
+        before = target.container
+        state = states.get(before.id)
+        if state is None:
+            change = "was removed"
+        elif state not in ("running", "paused"):
+            change = f"stopped ({state})"
+        elif target.pid == before.pid and not session.namespace_exists(target.netns_path):
+            change = "restarted"  # the process whose namespace was read is gone, and another one runs
+        else:
+            continue
         yield about_run(f"container {before.name} {change} during the diagnosis",
                         "The other findings describe it as it was when the checks ran; diagnose it again.",
                         target=target.label, key="vanished")

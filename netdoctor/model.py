@@ -48,7 +48,7 @@ class Need(str, enum.Enum):
     NETNS = "netns"          # the target has a live network namespace
     DOCKER = "docker"        # the Engine API answers and the target is a container
     HOST_NETNS = "host_netns"  # the host's namespace can be entered
-    IPTABLES = "iptables"    # iptables-save is installed on the host
+    IPTABLES = "iptables"    # a firewall reader is installed on the host (iptables-save or nft)
 
 
 class ExitCode(enum.IntEnum):
@@ -140,11 +140,12 @@ class Finding:
 
 
 def about_run(title: str, detail: str = "", target: str = ABOUT_RUN, status: Status = Status.ERROR,
-              key: str = "") -> Finding:
+              key: str = "", fix: Fix | None = None) -> Finding:
     """A finding about the run itself rather than about the network: a check plugin that failed to load, a
-    target that cannot be diagnosed or vanished, netdoctor's own failure. Always shown, never accepted."""
+    target that cannot be diagnosed, vanished or is not running, netdoctor's own failure. Always shown,
+    never accepted."""
     return Finding(check=ABOUT_RUN, target=target, status=status, severity=Severity.HIGH, title=title, detail=detail,
-                   key=key)
+                   key=key, fix=fix)
 
 
 def summarize(findings: list[Finding]) -> dict[str, int]:

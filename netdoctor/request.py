@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from netdoctor.config import Config
+from netdoctor.config import Config, discover as discover_config, load as load_config
 from netdoctor.errors import BadInput
 from netdoctor.gate import FAIL_ON
+from netdoctor.targets import CONTAINER_NAME, TargetError, check_spec, netns_path
+
+if TYPE_CHECKING:
+    from netdoctor.swarm.engines import Remote
 
 DEFAULT_TIMEOUT = 2.0
+DEFAULT_DEADLINE = 60.0
+DEADLINE_RANGE = (5.0, 3600.0)
 TIMEOUT_RANGE = (0.1, 120.0)
 
 
@@ -129,6 +137,10 @@ class Request:
     docker_host: str | None = None       # another engine than DOCKER_HOST's (a lab node)
     explicit: bool | None = None         # checks were named, so they also run where they only say why they skip;
                                          # None: when `checks` is given
+    swarm: bool = False                  # --swarm: every node, each diagnosed by netdoctor's image run through Swarm
+    remote: Remote | None = None         # -H/--context: the engine netdoctor's image runs on (with --swarm: the manager)
+    image: str | None = None             # --image: netdoctor's image for --swarm and -H (None: netdoctor.swarm.cluster's)
+    deadline: float = DEFAULT_DEADLINE   # --deadline: seconds a node or remote engine has to report
 
     @property
     def checks_named(self) -> bool:
@@ -147,6 +159,51 @@ def _ids(values: Iterable[str] | str | None) -> tuple[str, ...]:
     return tuple(part.strip() for value in values for part in str(value).split(",") if part.strip())
 
 
+DNS_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
+
+
+def validate_dns_name(value: str, where: str = "--resolve") -> str:
+    """A name a resolver can be asked: dot-separated labels of 1-63 letters, digits, hyphens or underscores
+    (internationalised labels in their IDNA form), at most 253 characters, not an IP address."""
+    name = value.strip()
+    text = name[:-1] if name.endswith(".") else name
+    problem = ""
+    if not text:
+        problem = "it is empty"
+    elif _is_ip(text):
+        problem = f"it is an IP address, which needs no resolving (--probe {text}:PORT tests reaching it)"
+    else:
+        labels = text.split(".")
+        try:
+            encoded = [label if label.isascii() else label.encode("idna").decode("ascii") for label in labels]
+        except UnicodeError:
+            encoded, problem = [], "it has a label that is not a valid internationalised name"
+        empty = [i for i, label in enumerate(encoded) if not label]
+        long = [label for label in encoded if len(label) > 63]
+        odd = [label for label in encoded if label and len(label) <= 63 and not DNS_LABEL.fullmatch(label)]
+        if problem:
+            pass
+        elif empty:
+            problem = "it has an empty label (two dots in a row, or a leading dot)"
+        elif long:
+            problem = f"its label {long[0][:16]}... is {len(long[0])} characters long (at most 63)"
+        elif odd:
+            problem = f"its label {odd[0]!r} has characters other than letters, digits, '-' and '_'"
+        elif len(".".join(encoded)) > 253:
+            problem = f"it is {len('.'.join(encoded))} characters long (at most 253)"
+    if problem:
+        raise BadInput(f"{where} {value!r} is not a DNS name: {problem}")
+    return name
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
 def validate_timeout(value: float, where: str = "--timeout") -> float:
     low, high = TIMEOUT_RANGE
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
@@ -154,30 +211,69 @@ def validate_timeout(value: float, where: str = "--timeout") -> float:
     return float(value)
 
 
+def _discover_config(cwd: Path | None) -> Path | None:
+    try:
+        start = cwd or Path.cwd()
+    except OSError:  # the working directory was deleted: there is nothing to search upwards from
+        return None
+    return discover_config(start)
+
+
+def _endpoint_host(endpoint: Endpoint, spec: str, where: str, container: bool = False) -> Endpoint:
+    if container and endpoint.is_ip:
+        raise BadInput(f"{where} {spec!r}: a peer is a container name or id, not an address (--probe ADDRESS:PORT "
+                       "tests an address)")
+    if not endpoint.is_ip and not CONTAINER_NAME.fullmatch(endpoint.host):
+        expected = "a container name or id" if container else "an IP address or a container name (names are not looked up in DNS)"
+        raise BadInput(f"{where} {spec!r}: {endpoint.host!r} is not {expected}")
+    return endpoint
+
+
+def _validate_docker_environment() -> None:
+    """DOCKER_HOST and the TLS variables, read as netdoctor's engine client will read them, so that a
+    malformed value is bad input here rather than 'Docker unreachable' later."""
+    if not any(os.environ.get(v) for v in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")):
+        return
+    from netdoctor.dockerapi import connection_factory, engine_address
+
+    try:
+        connection_factory(engine_address())  # BadInput itself for an address it cannot speak to
+    except OSError as exc:  # TLS files that are missing, unreadable or not certificates (ssl.SSLError)
+        raise BadInput(f"the environment's Docker TLS settings are not usable (DOCKER_CERT_PATH="
+                       f"{os.environ.get('DOCKER_CERT_PATH', '')!r}): {getattr(exc, 'strerror', None) or exc}; "
+                       "expected a directory holding ca.pem, cert.pem and key.pem") from None
+
+
 def build(*, targets: Iterable[str] = (), all: bool = False, labels: Iterable[str] = (),
           compose_project: str | None = None, networks: Iterable[str] = (), config_path: str | None = None,
           checks: Iterable[str] | str | None = None, skip: Iterable[str] | str | None = None,
           timeout: float | None = None, host_netns: str | None = None, node: str | None = None,
           fail_on: str | None = None, peers: Iterable[str] = (), probes: Iterable[str] = (),
-          resolve: Iterable[str] = (), cwd: Path | None = None) -> Request:
+          resolve: Iterable[str] = (), cwd: Path | None = None, swarm: bool = False, host: str | None = None,
+          context: str | None = None, image: str | None = None, deadline: float | None = None) -> Request:
     """A Request from flags (None or empty: not given), filled in from the config file's defaults.
     A flag given replaces the config's value; BadInput names any value that is wrong."""
-    from netdoctor.config import discover as discover_config, load as load_config
-
-    config = load_config(Path(config_path) if config_path else discover_config(cwd or Path.cwd()))
+    config = load_config(Path(config_path) if config_path else _discover_config(cwd))
     defaults = config.defaults
+    if checks is not None and not _ids(checks):
+        raise BadInput(f"--checks {checks!r} names no check id (see `netdoctor list`)")
     checks = _ids(checks) if checks is not None else tuple(defaults.get("checks", ()))
     skip = _ids(skip) if skip is not None else tuple(defaults.get("skip", ()))
     timeout = validate_timeout(timeout if timeout is not None else defaults.get("timeout", DEFAULT_TIMEOUT))
     fail_on = fail_on or defaults.get("fail-on", "fail")
     if fail_on not in FAIL_ON:
         raise BadInput(f"--fail-on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}")
-    peers, probes, resolve = (tuple(given) or tuple(defaults.get(key, ())) for given, key in
-                              ((peers, "peers"), (probes, "probes"), (resolve, "resolve")))
+    # a value from the config file is named by where it came from, so the user knows what to edit
+    (peers, peers_from), (probes, probes_from), (resolve, resolve_from) = (
+        (tuple(given), flag) if tuple(given) else (tuple(defaults.get(key, ())), f"{config.path}: {key}")
+        for given, key, flag in ((peers, "peers", "--peer"), (probes, "probes", "--probe"), (resolve, "resolve", "--resolve")))
     for spec in probes:
-        parse_endpoint(spec, "--probe", port_required=True)
+        _endpoint_host(parse_endpoint(spec, probes_from, port_required=True), spec, probes_from)
     for spec in peers:
-        parse_endpoint(spec, "--peer", port_required=False)
+        _endpoint_host(parse_endpoint(spec, peers_from, port_required=False), spec, peers_from, container=True)
+    for name in resolve:
+        validate_dns_name(name, resolve_from)
+    _validate_docker_environment()
     docker_host = None
     if node:
         from netdoctor.lab.nodes import node as lab_node
@@ -185,19 +281,66 @@ def build(*, targets: Iterable[str] = (), all: bool = False, labels: Iterable[st
         entry = lab_node(node)
         docker_host, host_netns = entry["docker_host"], host_netns or entry["netns"]
     if host_netns:
-        from netdoctor.targets import netns_path
-
-        netns_path(host_netns)  # raises BadInput when it is not there
+        try:
+            netns_path(host_netns)
+        except TargetError as exc:
+            raise BadInput(f"--host-netns {host_netns!r}: {exc}") from None
     for label in labels:
         if not str(label).partition("=")[0].strip():
             raise BadInput(f"--label {label!r} is not KEY or KEY=VALUE")
+    remote = _remote_run(swarm, host, context, image, deadline, node, host_netns)
     targets = tuple(targets)
+    for spec in targets:
+        if swarm or remote:  # named on other engines: only its form can be judged here
+            check_spec_elsewhere(spec, swarm)
+        else:
+            check_spec(spec)
     selector = Selector(bool(all), tuple(labels), compose_project or None, tuple(networks))
-    if not targets and not selector.active:
+    if not targets and not selector.active and not (swarm or remote):
         from netdoctor.targets import running_in_container
 
         if running_in_container():
             targets = ("self",)  # in a container: the namespace it runs in (or joined)
     options = Options(timeout=timeout, peers=peers, probes=probes, resolve=tuple(resolve), host_netns=host_netns)
     return Request(targets=targets, selector=selector, checks=checks, skip=skip, options=options, config=config,
-                   fail_on=fail_on, docker_host=docker_host)
+                   fail_on=fail_on, docker_host=docker_host, swarm=bool(swarm), remote=remote, image=image or None,
+                   deadline=DEFAULT_DEADLINE if deadline is None else deadline)
+
+
+def _remote_run(swarm: bool, host: str | None, context: str | None, image: str | None, deadline: float | None,
+                node: str | None, host_netns: str | None) -> Remote | None:
+    """--swarm, -H/--context and what only they take (--image, --deadline): the engine to run on, or None."""
+    from netdoctor.swarm.engines import remote as remote_engine
+
+    remote = remote_engine(host, context)
+    if not (swarm or remote):
+        given = [flag for flag, value in (("--image", image), ("--deadline", deadline)) if value is not None]
+        if given:
+            raise BadInput(f"{' and '.join(given)} apply to --swarm and -H/--context only")
+        return None
+    if remote and node:
+        raise BadInput("--node names a lab node's engine and -H/--context another engine: give one of them")
+    if host_netns and not node:
+        raise BadInput("--host-netns does not apply to --swarm or -H/--context: each engine's own namespace is its host")
+    if image is not None and not image.strip():
+        raise BadInput("--image names no image")
+    if deadline is not None:
+        low, high = DEADLINE_RANGE
+        if not math.isfinite(deadline) or not low <= deadline <= high:
+            raise BadInput(f"--deadline must be a number of seconds from {low:g} to {high:g}, not {deadline!r}")
+    return remote
+
+
+def check_spec_elsewhere(spec: str, swarm: bool) -> None:
+    """A target named for another engine: `NODE/SPEC` with --swarm; pid: and netns: are that engine's."""
+    node, slash, rest = spec.partition("/")
+    if swarm and slash and ":" not in node:
+        if not node:
+            raise TargetError(f"{spec!r}: NODE/TARGET needs a node name before the /")
+        spec = rest
+    kind, sep, value = spec.partition(":")
+    if sep and kind == "pid":
+        if not value.isdigit():
+            raise TargetError(f"{spec!r}: pid:PID takes a process id")
+    elif not (sep and kind == "netns"):
+        check_spec(spec)

@@ -1,9 +1,9 @@
 """Run checks concurrently against targets and yield findings as they complete.
 
-Each (check, target) job runs on its own daemon thread, at most MAX_PARALLEL at a time. A check that
-raises becomes an `error` finding; one that outlives its deadline is reported as hung and abandoned
-(threads cannot be killed; being daemons they do not hold the process open) and its slot goes to the
-jobs still waiting, so hung checks never starve the rest.
+(check, target) jobs run on MAX_PARALLEL daemon worker threads. A check that raises becomes an `error`
+finding; one that outlives its deadline is reported as hung and abandoned (threads cannot be killed;
+being daemons they do not hold the process open) and a new worker takes its place for the jobs still
+waiting, so hung checks never starve the rest.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import traceback
 from dataclasses import replace
 from typing import Iterable, Iterator
 
-from netdoctor.context import CheckContext, Session
+from netdoctor.context import CheckContext, Session, TargetPaused
 from netdoctor.dockerapi import DockerUnavailable
 from netdoctor.model import CheckInfo, Finding, Need, Scope, Status, about_run
 from netdoctor.netns import NamespaceError
@@ -64,8 +64,8 @@ def unmet_need(info: CheckInfo, target: Target, session: Session) -> str | None:
                 session.host  # noqa: B018  (entering is the test)
             except (NamespaceError, OSError) as exc:
                 return f"cannot read the host's network namespace: {exc.strerror or exc}"
-        if need is Need.IPTABLES and not session.has_tool("iptables-save"):
-            return "iptables-save is not installed on this host"
+        if need is Need.IPTABLES and not (session.has_tool("iptables-save") or session.has_tool("nft")):
+            return "neither iptables nor nftables (nft) is installed on this host: its firewall cannot be read"
     return None
 
 
@@ -81,18 +81,37 @@ def _run_one(info: CheckInfo, target: Target, session: Session) -> list[Finding]
         return [ctx.finding(Status.ERROR, f"{info.title}: target vanished", detail=str(exc), key="target-vanished")]
     if reason:
         return [ctx.skip(f"{info.title}: skipped", detail=reason, key="skipped")]
+    findings: list[Finding] = []
     try:
-        findings = list(info.func(ctx) or ())
-    except DockerUnavailable as exc:
-        return [ctx.finding(Status.ERROR, f"{info.title}: Docker not reachable", detail=str(exc), key="docker-unreachable")]
-    except NamespaceError as exc:
-        return [ctx.finding(Status.ERROR, f"{info.title}: could not enter a namespace", detail=str(exc), key="netns-unavailable")]
-    except Exception as exc:  # a buggy check must not stop the others
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        return [ctx.finding(Status.ERROR, f"{info.title}: the check crashed",
-                            detail=f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})", key="crashed")]
+        findings.extend(info.func(ctx) or ())  # one by one: what was found before a failure is kept
+    except TargetPaused as exc:
+        return findings + [ctx.skip(f"{info.title}: not probed, the container is paused", detail=str(exc), key="paused")]
+    except Exception as exc:
+        gone = _gone(target, session)
+        if gone:  # removed or stopped mid-run: whatever the check tripped over, this is why
+            return findings + [ctx.finding(Status.ERROR, f"{info.title}: target vanished", detail=gone, key="target-vanished")]
+        return findings + [_failure(ctx, info, exc)]
     return findings or [ctx.finding(Status.ERROR, f"{info.title}: produced no finding",
                                     detail="a check must yield at least one finding", key="no-finding")]
+
+
+def _failure(ctx: CheckContext, info: CheckInfo, exc: Exception) -> Finding:
+    if isinstance(exc, DockerUnavailable):
+        return ctx.finding(Status.ERROR, f"{info.title}: Docker not reachable", detail=str(exc), key="docker-unreachable")
+    if isinstance(exc, NamespaceError):
+        return ctx.finding(Status.ERROR, f"{info.title}: could not enter a namespace", detail=str(exc), key="netns-unavailable")
+    # a buggy check must not stop the others
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    return ctx.finding(Status.ERROR, f"{info.title}: the check crashed",
+                       detail=f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})", key="crashed")
+
+
+def _gone(target: Target, session: Session) -> str:
+    """Why the target is not there any more ("" while it is): its namespace file went with its process."""
+    if target.netns_path is None or session.namespace_exists(target.netns_path):
+        return ""
+    what = f"container {target.container.name}" if target.container else target.label
+    return f"{what} disappeared during the run ({target.netns_path} is gone): removed, stopped or restarted"
 
 
 def load_error_findings(errors: Iterable[LoadError]) -> list[Finding]:
@@ -101,56 +120,70 @@ def load_error_findings(errors: Iterable[LoadError]) -> list[Finding]:
 
 def run(checks: list[CheckInfo], targets: list[Target], session: Session, explicit: bool = False) -> Iterator[Finding]:
     """Yield findings as checks complete, in completion order."""
+    for _, _, findings in run_jobs(checks, targets, session, explicit):
+        yield from findings
+
+
+def run_jobs(checks: list[CheckInfo], targets: list[Target], session: Session,
+             explicit: bool = False) -> Iterator[tuple[CheckInfo, Target, list[Finding]]]:
+    """Yield each (check, target) job with all its findings as it completes (root-cause linking needs to
+    know when a check has said everything it will say)."""
     jobs = plan(checks, targets, session.host_target, explicit)
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for number in range(len(jobs)):
+        todo.put(number)
     results: queue.SimpleQueue = queue.SimpleQueue()
-    slots = threading.Semaphore(MAX_PARALLEL)
-    started: dict[int, float] = {}
-    finished: set[int] = set()
+    running: dict[int, float] = {}   # job number -> when it started, for the jobs on a worker now
     abandoned: set[int] = set()
-    bookkeeping = threading.Lock()  # decides who gives a job's slot back: the job, or the runner abandoning it
+    bookkeeping = threading.Lock()
     deadline = session.options.check_deadline
 
-    def worker(number: int, info: CheckInfo, target: Target) -> None:
-        slots.acquire()
-        started[number] = time.monotonic()
-        try:
-            findings = _run_one(info, target, session)
-            elapsed = (time.monotonic() - started[number]) * 1000
-            results.put((number, [replace(f, duration_ms=elapsed) for f in findings]))
-        finally:
+    def worker() -> None:
+        """Run queued jobs until none is left, or until the runner abandoned the one at hand (then the
+        worker started in its place goes on with the queue)."""
+        while True:
+            try:
+                number = todo.get_nowait()
+            except queue.Empty:
+                return
+            info, target = jobs[number]
+            threading.current_thread().name = f"check {info.id} {target.label}"
             with bookkeeping:
-                finished.add(number)
-                if number not in abandoned:
-                    slots.release()
+                running[number] = time.monotonic()
+            findings = _run_one(info, target, session)
+            with bookkeeping:
+                elapsed = (time.monotonic() - running.pop(number)) * 1000
+                given_up = number in abandoned
+            results.put((number, [replace(f, duration_ms=elapsed) for f in findings]))
+            if given_up:
+                return
 
-    def abandon(number: int) -> bool:
-        """Give a hung job's slot to the jobs still waiting; False when it finished meanwhile."""
-        with bookkeeping:
-            if number in finished:
-                return False
-            abandoned.add(number)
-        slots.release()
-        return True
+    def start_worker() -> None:
+        # a few long-lived workers rather than a thread per job: starting hundreds of threads while the
+        # first ones run costs more than the checks of 50 containers
+        threading.Thread(target=worker, name="check", daemon=True).start()
 
-    for number, (info, target) in enumerate(jobs):
-        threading.Thread(target=worker, args=(number, info, target), name=f"check {info.id} {target.label}", daemon=True).start()
+    for _ in range(min(MAX_PARALLEL, len(jobs))):
+        start_worker()
 
     pending = dict(enumerate(jobs))
     while pending:
         now = time.monotonic()
-        hung = [n for n in pending if n in started and now - started[n] > deadline]
+        with bookkeeping:
+            hung = [n for n, began in running.items() if now - began > deadline and n not in abandoned]
+            abandoned.update(hung)
+            waits = [began + deadline - now for n, began in running.items() if n not in abandoned]
         for number in hung:
-            if not abandon(number):
-                continue  # its findings are in the queue
+            start_worker()  # the hung job keeps its worker: another one takes over the queue
             info, target = pending.pop(number)
             ctx = CheckContext(info, target, session)
-            yield replace(ctx.finding(Status.ERROR, f"{info.title}: did not finish",
-                                      detail=f"the check ran longer than {deadline:g}s and was abandoned", key="hung"),
-                          duration_ms=deadline * 1000)
-        waits = [started[n] + deadline - now for n in pending if n in started]
+            yield info, target, [replace(ctx.finding(Status.ERROR, f"{info.title}: did not finish",
+                                                     detail=f"the check ran longer than {deadline:g}s and was abandoned",
+                                                     key="hung"), duration_ms=deadline * 1000)]
         try:
             number, findings = results.get(timeout=max(0.05, min(waits, default=0.5)))
         except queue.Empty:
             continue
-        if pending.pop(number, None) is not None:
-            yield from findings
+        job = pending.pop(number, None)
+        if job is not None:
+            yield job[0], job[1], findings

@@ -51,12 +51,57 @@ class Target:
         return data
 
 
+NS_GET_NSTYPE = 0xB703  # ioctl(2) on a namespace file: which kind of namespace it is (Linux >= 4.11)
+CLONE_NEWNET = 0x40000000
+
+
 def netns_path(spec: str) -> str:
-    """`NAME` means /run/netns/NAME (as `ip netns add` makes); anything with a slash is a path."""
+    """`NAME` means /run/netns/NAME (as `ip netns add` makes); anything with a slash is a path. It must be a
+    network namespace: a regular file, /dev/null or a directory would make every check skip and prove nothing."""
+    if not spec.strip():
+        raise TargetError("an empty network namespace name: give NAME (as in /run/netns/NAME) or a path such as /proc/PID/ns/net")
     path = spec if "/" in spec else os.path.join(NAMED_NETNS_DIR, spec)
-    if not os.path.exists(path):
-        raise TargetError(f"network namespace {spec!r} does not exist ({path} not found)")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise TargetError(f"network namespace {spec!r} does not exist ({path} not found)") from None
+    except PermissionError:
+        return path  # there, but not ours to open: entering it will say so
+    except OSError as exc:
+        raise TargetError(f"network namespace {spec!r}: cannot look at {path}: {exc.strerror}") from None
+    what = _namespace_kind(path, st)
+    if what:
+        raise TargetError(f"{path} is {what}, not a network namespace: give NAME (as in /run/netns/NAME) or a "
+                          "namespace file such as /proc/PID/ns/net")
     return path
+
+
+def _namespace_kind(path: str, st: os.stat_result) -> str:
+    """"" for a network namespace file (or one we may not open, which entering will explain), else what it is."""
+    import stat
+
+    if stat.S_ISDIR(st.st_mode):
+        return "a directory"
+    if not stat.S_ISREG(st.st_mode):
+        return "a device, FIFO or socket" if not stat.S_ISLNK(st.st_mode) else "a dangling link"
+    try:
+        if st.st_dev != os.stat("/proc/self/ns/net").st_dev:  # every namespace file lives on the nsfs filesystem
+            return "an ordinary file"
+    except OSError:
+        return ""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        return ""  # an older kernel cannot tell: entering it will
+    finally:
+        os.close(fd)
+    return "" if kind == CLONE_NEWNET else "another kind of namespace (mount, PID, user...)"
 
 
 def _sees_host_pids() -> bool:
@@ -151,41 +196,86 @@ def self_target(docker_session) -> Target:
 
 
 def container_target(container: ContainerInfo) -> Target:
-    if container.running and container.id == network_owner_id():
+    if container.has_namespace and container.id == network_owner_id():
         # netdoctor's own container, or the one it joined with --network container:NAME: read it through
         # ourselves (always permitted, and the only way without --pid host); fixes still use the engine's pid
         return Target("container", container.name, f"/proc/{os.getpid()}/ns/net", container, os.getpid())
-    if container.running and not _sees_host_pids():
+    if container.has_namespace and not _sees_host_pids():
         # in a container with its own PID namespace, the engine's pids mean nothing
         return Target("container", container.name, None, container, unavailable=(
             f"netdoctor cannot see {container.name}'s processes from its own container: run it with --pid host "
             f"--cap-add SYS_PTRACE, or with --network container:{container.name}"))
-    if container.running:
+    if container.has_namespace:  # running, or paused (frozen processes, but the namespace is there to read)
         return Target("container", container.name, f"/proc/{container.pid}/ns/net", container, container.pid)
-    why = f"container {container.name} is {container.status}"
-    if container.error:
-        why += f" (last error: {container.error})"
-    return Target("container", container.name, None, container, unavailable=why + ": it has no network namespace")
+    return Target("container", container.name, None, container, unavailable=f"{container.state_text}: it has no network namespace")
+
+
+TARGET_KINDS = "a container name or id, container:NAME, pid:PID, netns:NAME|PATH, host or self"
+# what Docker accepts as a container name (a leading / as inspect prints it), and any id or id prefix
+CONTAINER_NAME = re.compile(r"/?[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_spec(spec: str) -> None:
+    """TargetError unless `spec` can name a target, judged without privilege or Docker: its form, and
+    whether a pid: process or a netns: namespace is there (`resolve` then finds what it names)."""
+    kind, sep, rest = spec.partition(":")
+    if not spec.strip():
+        raise TargetError(f"an empty target: name {TARGET_KINDS}")
+    if spec in ("host", "self"):
+        return
+    if sep and kind == "pid":
+        _pid_path(rest)
+        return
+    if sep and kind == "netns":
+        netns_path(rest)
+        return
+    if sep and kind == "container":
+        if not rest.strip():
+            raise TargetError(f"{spec!r} names no container: write container:NAME")
+    elif sep:
+        raise TargetError(f"{spec!r}: unknown kind of target {kind + ':'!r} (targets are {TARGET_KINDS})")
+    name = rest if sep else spec
+    if not CONTAINER_NAME.fullmatch(name):
+        raise TargetError(f"{name!r} is not a container name or id (letters, digits, _ . -); targets are {TARGET_KINDS}")
 
 
 def resolve(spec: str, docker_session, host: Target) -> Target:
     """The target `spec` names; `host` is the run's host target (the machine's, or --host-netns)."""
+    check_spec(spec)
     kind, sep, rest = spec.partition(":")
     if spec == "host":
         return host
     if spec == "self":
         return self_target(docker_session)
     if sep and kind == "pid":
-        if not rest.isdigit():
-            raise TargetError(f"pid:{rest} is not a process id")
-        path = f"/proc/{rest}/ns/net"
-        if not os.path.exists(f"/proc/{rest}"):
-            raise TargetError(f"no process with pid {rest}")
-        return Target("pid", rest, path, pid=int(rest))
+        return pid_target(rest)
     if sep and kind == "netns":
         return Target("netns", rest, netns_path(rest))
-    if sep and kind == "container":
-        spec = rest
+    name = (rest if sep else spec).lstrip("/")  # "/web" as `docker inspect` prints names
     if docker_session is None:
-        raise TargetError(f"{spec!r} looks like a container name, but Docker is not available")
-    return container_target(docker_session.container(spec))
+        raise TargetError(f"{name!r} looks like a container name, but Docker is not available")
+    return container_target(docker_session.container(name))
+
+
+def _pid_path(pid: str) -> str:
+    if not pid.isdigit() or int(pid) == 0:
+        raise TargetError(f"pid:{pid} is not a process id (a number such as pid:1234)")
+    if not os.path.exists(f"/proc/{pid}"):
+        raise TargetError(f"no process with pid {pid}")
+    return f"/proc/{pid}/ns/net"
+
+
+def pid_target(pid: str) -> Target:
+    """A process's namespace. One netdoctor may not open (a hardened PID 1, another user namespace) is a
+    target that cannot be looked into, with the reason, rather than a target that vanished."""
+    path = _pid_path(pid)
+    try:
+        os.stat(path)
+    except PermissionError:
+        return Target("pid", pid, None, pid=int(pid), unavailable=(
+            f"permission denied opening {path}: the kernel's ptrace check refuses netdoctor access to process {pid} "
+            "(it needs root with CAP_SYS_PTRACE; a hardened or non-dumpable process, or one in another user "
+            "namespace, may refuse even root)"))
+    except FileNotFoundError:
+        raise TargetError(f"no process with pid {pid} (it exited)") from None
+    return Target("pid", pid, path, pid=int(pid))

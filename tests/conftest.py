@@ -23,6 +23,7 @@ from netdoctor.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_IMAGE = os.environ.get("NETDOCTOR_TEST_IMAGE", "netdoctor-test/busybox:latest")
+NETDOCTOR_IMAGE = os.environ.get("NETDOCTOR_IMAGE", "netdoctor-test/netdoctor:latest")
 TEST_LABEL = "netdoctor.test"
 RUN_ID = uuid.uuid4().hex[:6]
 
@@ -72,6 +73,14 @@ def docker_client():
 def test_image(docker_client) -> str:
     sh("bash", str(ROOT / "scripts/build-test-image.sh"), TEST_IMAGE)
     return TEST_IMAGE
+
+
+@pytest.fixture(scope="session")
+def netdoctor_image(docker_client) -> str:
+    """netdoctor's own image, built from this checkout once per session (reruns reuse Docker's layer cache)."""
+    done = subprocess.run(["bash", str(ROOT / "scripts/build-image.sh"), NETDOCTOR_IMAGE], capture_output=True, text=True)
+    assert done.returncode == 0, f"build-image.sh failed:\n{done.stderr[-3000:]}"
+    return NETDOCTOR_IMAGE
 
 
 @pytest.fixture(scope="session")

@@ -47,13 +47,13 @@ def _veth(ns_a: str, name_a: str, ns_b: str, name_b: str, mtu: int = 1500) -> No
        "netns", ns_b, "mtu", str(mtu))
 
 
-def _wait_listening(netns: str, port: int, deadline_s: float = 10) -> None:
+def _wait_listening(netns: str, port: int, deadline_s: float = 10, proto: str = "tcp") -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
-        if f":{port} " in sh("ip", "netns", "exec", netns, "ss", "-Hltn").stdout:
+        if f":{port} " in sh("ip", "netns", "exec", netns, "ss", "-Hln" + proto[0]).stdout:
             return
         time.sleep(0.1)
-    raise RuntimeError(f"listener on :{port} in {netns} did not come up")
+    raise RuntimeError(f"{proto} listener on :{port} in {netns} did not come up")
 
 
 def build(make_netns, uplink_mtu: int = 1500) -> RoutedLab:
@@ -86,11 +86,16 @@ def build(make_netns, uplink_mtu: int = 1500) -> RoutedLab:
 
 
 def stop(lab: RoutedLab) -> None:
-    lab.listener.terminate()
+    end(lab.listener)
+
+
+def end(process: subprocess.Popen) -> None:
+    """Stop a service the lab started in a namespace (killed when it does not go within 5 s)."""
+    process.terminate()
     try:
-        lab.listener.wait(5)
+        process.wait(5)
     except subprocess.TimeoutExpired:
-        lab.listener.kill()
+        process.kill()
 
 
 def connects(lab: RoutedLab, port: int = LISTEN_PORT) -> bool:

@@ -45,7 +45,8 @@ def test_icc_disabled_drops_the_peer(make_network, make_container, netdoctor):
     if bridge_nf_enforced():
         assert probe["status"] == "fail" and probe["evidence"]["outcome"] == "timeout", probe
         bridge = intent["evidence"]["bridge"]
-        assert probe["evidence"]["host_forward_verdict"] == f"-A FORWARD -i {bridge} -o {bridge} -j DROP"
+        # 20.10-27 write the DROP into FORWARD, 28+ into DOCKER-FORWARD: the rule itself is the same
+        assert probe["evidence"]["host_forward_verdict"].endswith(f"-i {bridge} -o {bridge} -j DROP")
         assert f"docker network connect {net.name}-icc {web.name}" in probe["fix"]["commands"]
         assert report.exit_code == 1
     else:  # br_netfilter absent: the kernel lets it through, and netdoctor must say the intent is not enforced
@@ -98,3 +99,31 @@ def test_without_peer_reports_policy_of_each_network(make_network, make_containe
     assert len(titles) == 2
     assert any(open_net.name in t and "enabled" in t for t in titles.values())
     assert any(closed_net.name in t and "disabled (intent)" in t for t in titles.values())
+
+
+# Peers tested on what they really serve: no port on --peer, no EXPOSE in the image (the busybox test image
+# declares none), so the ports come from the peer's own listening sockets.
+
+def test_peer_without_expose_is_probed_on_the_port_it_serves(make_network, make_container, netdoctor):
+    net = make_network("served")
+    box = make_container("box", network=net.name)
+    web = make_container("web", network=net.name, command="httpd -f -p 8081")
+    assert web.attrs["Config"].get("ExposedPorts") is None
+    report = netdoctor(box.name, "--checks", "icc", "--peer", web.name)
+    [finding] = report.of("icc")
+    assert finding["status"] == "pass" and finding["key"] == f"peer:{web.name}:8081@{net.name}"
+    assert finding["evidence"]["endpoint"].endswith(":8081") and finding["evidence"]["outcome"] == "connected"
+    assert report.exit_code == 0
+
+
+@pytest.mark.parametrize("command, reason", [("sleep 3600", "it listens on no TCP port"),
+                                             ("httpd -f -p 127.0.0.1:8082", "loopback only (TCP 8082)")])
+def test_peer_serving_nothing_reachable_is_info_not_a_fault(make_network, make_container, netdoctor, command, reason):
+    net = make_network("idle")
+    box = make_container("box", network=net.name)
+    idle = make_container("idle", network=net.name, command=command)
+    report = netdoctor(box.name, "--checks", "icc", "--peer", idle.name)
+    [finding] = report.of("icc")
+    assert finding["status"] == "info" and reason in finding["title"], finding
+    assert f"--peer {idle.name}:PORT" in finding["detail"]
+    assert report.exit_code == 0

@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 
 import pytest
 
-from tests.conftest import RUN_ID, ROOT, TEST_LABEL, sh, unique
+from tests.conftest import RUN_ID, TEST_LABEL, sh, unique
 
 pytestmark = pytest.mark.docker
 
-IMAGE = os.environ.get("NETDOCTOR_IMAGE", "netdoctor-test/netdoctor:latest")
 NETSHOOT_MB = 300  # nicolaka/netshoot is ~300 MB and more
 SOCKET = {"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}}
 CAPS = ["NET_ADMIN", "SYS_ADMIN"]
@@ -28,10 +26,8 @@ HOST_NETNS_CHECKS = ("mtu", "ip_forward")  # checks that read the host's namespa
 
 
 @pytest.fixture(scope="session")
-def image(docker_client) -> str:
-    done = subprocess.run(["bash", str(ROOT / "scripts/build-image.sh"), IMAGE], capture_output=True, text=True)
-    assert done.returncode == 0, f"build-image.sh failed:\n{done.stderr[-3000:]}"
-    return IMAGE
+def image(netdoctor_image) -> str:
+    return netdoctor_image  # built once per session for every test file that runs it (tests/conftest.py)
 
 
 @pytest.fixture

@@ -60,7 +60,9 @@ def test_against_the_real_host_uplink(make_container, netdoctor):
     assert statuses == ({"fail"} if uplink_mtu < 1500 else {"pass"})
 
 
-# DF-bit confirmation: a routed lab (tests/routedlab.py) whose "internet" sits behind a 1400-byte uplink.
+# Measured beyond the uplink: a routed lab (tests/routedlab.py) whose "internet" sits behind a 1400-byte uplink,
+# so the fake host itself answers bigger DF packets with "fragmentation needed" (the path-MTU search's own
+# tests are in tests/test_pmtu.py).
 
 @pytest.fixture
 def lab_1400(make_netns):
@@ -72,64 +74,52 @@ def lab_1400(make_netns):
 
 
 def _mismatch(report):
-    [finding] = [f for f in report.of("mtu") if f["evidence"].get("interface") == "eth0" and "egress_mtu" in f["evidence"]]
+    [finding] = [f for f in report.of("mtu") if f["key"] == "mtu-mismatch:eth0"]
     return finding
 
 
-def test_df_probe_beyond_the_uplink_confirms_the_mismatch(lab_1400, netdoctor):
-    from tests.routedlab import REMOTE_IP
+def test_measured_path_mtu_beyond_the_uplink_follows_from_the_mismatch(lab_1400, netdoctor):
+    from tests.routedlab import GATEWAY_IP, REMOTE_IP, UPLINK_IP
 
     report = netdoctor(*lab_1400.target_args("--checks", "mtu", "--probe", f"{REMOTE_IP}:8080", "--timeout", "1"))
-    finding = _mismatch(report)
-    assert finding["status"] == "fail" and finding["evidence"]["egress_device"] == "up0"
-    assert finding["evidence"]["df_probe"].startswith("confirmed: largest DF packet that passed = 1400 bytes")
-    [measured] = finding["evidence"]["df_probe_results"]
-    assert measured["destination"] == REMOTE_IP
-    assert measured["largest_df_packet_passed"] == 1400 and measured["smallest_df_packet_lost"] == 1401
-    assert measured["router_reported_mtu"] == 1400
+    mismatch = _mismatch(report)
+    assert mismatch["status"] == "fail" and mismatch["evidence"]["egress_device"] == "up0"
+    assert mismatch["evidence"]["measured_path_mtu"] == {REMOTE_IP: 1400}
+    [measured] = [f for f in report.of("mtu") if f["key"] == f"pmtu-smaller:{REMOTE_IP}"]
+    assert measured["status"] == "warn" and measured["evidence"]["path_mtu"] == 1400
+    assert measured["evidence"]["smallest_df_packet_lost"] == 1401
+    assert measured["evidence"]["reported_by"] in (GATEWAY_IP, UPLINK_IP) and "the host itself" in measured["detail"]
+    # the same fault seen twice: the measurement is the static comparison's consequence
+    assert measured["caused_by"] == mismatch["id"] and mismatch["caused_by"] is None
 
 
-def test_df_probe_to_the_hosts_own_gateway_is_honestly_inconclusive(lab_1400, netdoctor):
-    from tests.routedlab import GATEWAY_IP
-
-    finding = _mismatch(netdoctor(*lab_1400.target_args("--checks", "mtu", "--timeout", "1")))
-    assert finding["status"] == "fail"  # the static comparison still stands
-    text = finding["evidence"]["df_probe"]
-    assert text.startswith("inconclusive") and f"gateway {GATEWAY_IP}, an address of the host itself" in text
-    assert "DF packets of up to 1500 bytes reach it" in text and "--probe" in text
-    [measured] = finding["evidence"]["df_probe_results"]
-    assert measured["largest_df_packet_passed"] == 1500
+def test_without_a_probe_only_the_interfaces_are_compared(lab_1400, netdoctor):
+    report = netdoctor(*lab_1400.target_args("--checks", "mtu", "--timeout", "1"))
+    assert _mismatch(report)["status"] == "fail" and "measured_path_mtu" not in _mismatch(report)["evidence"]
+    assert not [f for f in report.of("mtu") if f["key"].startswith("pmtu")]
 
 
-def test_df_probe_matches_a_path_that_fits(make_netns, netdoctor):
-    """Uplink 1500: no mismatch is suspected, so nothing is probed and the check passes."""
+def test_path_that_fits_passes_measured(make_netns, netdoctor):
     from tests import routedlab
 
     lab = routedlab.build(make_netns, uplink_mtu=1500)
     try:
         report = netdoctor(*lab.target_args("--checks", "mtu", "--probe", f"{routedlab.REMOTE_IP}:8080"))
         assert report.statuses("mtu") == {"pass"}
-        assert all("df_probe" not in f["evidence"] for f in report.of("mtu"))
+        [measured] = [f for f in report.of("mtu") if f["key"] == f"pmtu:{routedlab.REMOTE_IP}"]
+        assert measured["evidence"]["largest_df_packet_passed"] == 1500
     finally:
         routedlab.stop(lab)
 
 
-def test_df_probe_not_tied_to_a_host_the_target_is_not_plugged_into(make_container, host_1400, netdoctor):
-    web = make_container("web")
-    finding = _mismatch(netdoctor(web.name, "--checks", "mtu", "--host-netns", host_1400))
-    assert finding["evidence"]["df_probe"].startswith("not probed")
-    assert "df_probe_results" not in finding["evidence"]
-
-
-def test_df_probe_confirmed_by_the_router_when_the_far_end_is_silent(lab_1400, netdoctor):
+def test_router_message_is_believed_when_the_far_end_is_silent(lab_1400, netdoctor):
     """Without NAT the remote's echo replies never come back, but the fake host's 'fragmentation needed'
-    does: that alone confirms the smaller link, and the evidence says who said it."""
-    from tests.routedlab import MASQUERADE, REMOTE_IP, UPLINK_IP, GATEWAY_IP
+    does: the path MTU is what it says, and the evidence says who said it."""
+    from tests.routedlab import GATEWAY_IP, MASQUERADE, REMOTE_IP, UPLINK_IP
 
     lab_1400.iptables(*(["-D" if a == "-A" else a for a in MASQUERADE]))
-    finding = _mismatch(netdoctor(*lab_1400.target_args("--checks", "mtu", "--probe", f"{REMOTE_IP}:8080", "--timeout", "1")))
-    text = finding["evidence"]["df_probe"]
-    assert text.startswith("confirmed by a router:") and "MTU 1400" in text
-    [measured] = finding["evidence"]["df_probe_results"]
-    assert measured["largest_df_packet_passed"] is None
-    assert measured["reported_by"] in (GATEWAY_IP, UPLINK_IP)
+    report = netdoctor(*lab_1400.target_args("--checks", "mtu", "--probe", f"{REMOTE_IP}:8080", "--timeout", "1"))
+    [measured] = [f for f in report.of("mtu") if f["key"] == f"pmtu-smaller:{REMOTE_IP}"]
+    assert measured["evidence"]["largest_df_packet_passed"] is None and measured["evidence"]["path_mtu"] == 1400
+    assert measured["evidence"]["reported_by"] in (GATEWAY_IP, UPLINK_IP)
+    assert "did not answer echo" in measured["detail"]

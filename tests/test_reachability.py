@@ -63,7 +63,7 @@ def test_forward_policy_drop_is_the_broken_layer(lab, netdoctor):
     lab.iptables("-P", "FORWARD", "DROP")
     finding = probe_finding(run(netdoctor, lab, REMOTE), REMOTE)
     assert finding["evidence"]["layer"] == "firewall"
-    assert "policy DROP of FORWARD" in finding["detail"]
+    assert "FORWARD policy DROP" in finding["detail"]
 
 
 def test_missing_masquerade_fails_statically_and_explains_the_probe(lab, netdoctor):

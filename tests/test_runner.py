@@ -57,20 +57,21 @@ def test_unmet_need_is_a_skip_with_the_reason():
     assert finding.status is Status.SKIP and "only applies to Docker containers" in finding.detail
 
 
-@check(id="t_ok_too", title="Reads the same facts", scope=Scope.NAMESPACE, needs={Need.NETNS})
+@check(id="t_ok_too", title="Reads the same facts and more", scope=Scope.NAMESPACE, needs={Need.NETNS})
 def fine_too(ctx):
-    yield ctx.ok(f"{len(ctx.netns.facts.routes)} routes")
+    yield ctx.ok(f"{len(ctx.netns.facts.links)} links, {len(ctx.netns.facts.routes)} routes")
 
 
-def test_facts_are_gathered_once_per_namespace(monkeypatch):
+def test_facts_are_read_once_per_namespace_and_only_when_asked_for(monkeypatch):
     from netdoctor.facts import namespace
 
     calls = []
-    real = namespace.gather
-    monkeypatch.setattr("netdoctor.facts.gather", lambda: calls.append(1) or real())
+    for kind in ("links", "routes", "listeners"):
+        real = getattr(namespace, f"read_{kind}")
+        monkeypatch.setattr(namespace, f"read_{kind}", lambda kind=kind, real=real: calls.append(kind) or real())
     findings = _run(fine, fine_too)
     assert [f.status for f in findings] == [Status.PASS, Status.PASS]
-    assert len(calls) == 1
+    assert sorted(calls) == ["links", "routes"]  # links shared by both checks; no check asked for listeners
 
 
 def test_entry_point_plugins_load_and_broken_ones_become_errors(tmp_path, monkeypatch):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from netdoctor.facts import firewall
-from netdoctor.facts.namespace import NamespaceFacts, gather, read_sysctl
+from netdoctor.facts import namespace
+from netdoctor.facts.namespace import FactLookups, read_sysctl
 from netdoctor.netns import NamespaceWorker
+
+if TYPE_CHECKING:
+    from netdoctor.firewall import Firewall
 
 
 class NamespaceView:
@@ -21,6 +24,7 @@ class NamespaceView:
         self._cache: dict[str, Any] = {}
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._guard = threading.Lock()
+        self._facts = _LiveFacts(self)
 
     def _once(self, key: str, compute: Callable[[], Any]) -> Any:
         with self._guard:
@@ -41,15 +45,26 @@ class NamespaceView:
         return self.worker.socket(family, type, proto)
 
     @property
-    def facts(self) -> NamespaceFacts:
-        return self._once("facts", lambda: self.worker.call(gather, timeout=15))
+    def facts(self) -> FactLookups:
+        """Links, addresses, routes and listening sockets, each kind read when a check first asks for it."""
+        return self._facts
+
+    def _dump(self, kind: str, reader: Callable[[], Any]) -> Any:
+        return self._once(kind, lambda: self.worker.call(reader, timeout=15))
 
     def sysctl(self, key: str) -> str | None:
         return self._once("sysctl " + key, lambda: self.worker.call(read_sysctl, key, timeout=5))
 
     @property
-    def firewall(self) -> firewall.Ruleset:
-        return self._once("iptables", lambda: self.worker.call(firewall.read, timeout=15))
+    def firewall(self) -> "Firewall":
+        """Every backend's rules in this namespace (netdoctor.firewall), read once per run."""
+        return self._once("firewall", self.fresh_firewall)
+
+    def fresh_firewall(self) -> "Firewall":
+        """Read the firewall again, not cached: its counters now (firewall.counters compares two reads)."""
+        from netdoctor.firewall import read
+
+        return self.worker.call(read.read, timeout=40)
 
     # Active probes from inside this namespace, each bounded by its own timeout. Checks call these (never
     # the probe modules), so a test can answer them from a script instead of the network.
@@ -83,3 +98,28 @@ class NamespaceView:
         (e.g. `view.read(device.read, "eth0")`)."""
         key = f"{reader.__module__}.{reader.__qualname__}{args!r}"
         return self._once(key, lambda: self.worker.call(reader, *args, timeout=15))
+
+
+class _Dump:
+    """One kind of fact (links, addresses, routes, listeners): its namespace.read_KIND dump, made on first use."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.kind = name
+
+    def __get__(self, facts: "_LiveFacts | None", owner=None):
+        if facts is None:
+            return self
+        return facts.view._dump(self.kind, getattr(namespace, f"read_{self.kind}"))
+
+
+class _LiveFacts(FactLookups):
+    """A namespace's facts read on first use, one netlink dump per kind: a check that reads routes does not
+    wait for the listening sockets, and one that reads nothing costs no dump."""
+
+    links = _Dump()
+    addresses = _Dump()
+    routes = _Dump()
+    listeners = _Dump()
+
+    def __init__(self, view: NamespaceView):
+        self.view = view

@@ -14,12 +14,22 @@ def read_stats() -> dict[str, int] | None:
     """Summed counters such as drop, early_drop and insert_failed; None when nf_conntrack is not loaded."""
     try:
         with open(STAT_FILE) as f:
-            header, *rows = f.read().split("\n")
+            return parse_stats(f.read())
     except OSError:
         return None
+
+
+def parse_stats(text: str) -> dict[str, int]:
+    """The file's header names the columns; a value that is not hexadecimal (a kernel format netdoctor does
+    not know) is left out rather than guessed."""
+    header, *rows = text.split("\n")
     names = header.split()
     totals = dict.fromkeys(names, 0)
     for row in filter(None, rows):
         for name, value in zip(names, row.split()):
-            totals[name] = int(value, 16) if name == "entries" else totals[name] + int(value, 16)
+            try:
+                number = int(value, 16)
+            except ValueError:
+                continue
+            totals[name] = number if name == "entries" else totals[name] + number
     return totals

@@ -53,11 +53,38 @@ class ContainerInfo:
     labels: dict[str, str] = field(default_factory=dict)
     dns: tuple[str, ...] = ()
     resolv_conf_path: str = ""
+    exit_code: int = 0        # State.ExitCode: of the last run, for an exited or restarting container
+    finished_at: str = ""     # State.FinishedAt, ISO 8601 ("0001-01-01T00:00:00Z" when it never ran)
+    restart_count: int = 0
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def running(self) -> bool:
         return self.status == "running" and self.pid > 0
+
+    @property
+    def paused(self) -> bool:
+        return self.status == "paused" and self.pid > 0
+
+    @property
+    def has_namespace(self) -> bool:
+        """Its network namespace exists: running, or paused (frozen processes keep their namespace)."""
+        return self.running or self.paused
+
+    @property
+    def state_text(self) -> str:
+        """Why it is not running, for a reader: what happened and what Docker does about it."""
+        when = f" at {self.finished_at[:19].replace('T', ' ')} UTC" if self.finished_at[:4] not in ("", "0001") else ""
+        text = {
+            "created": f"container {self.name} was created but never started",
+            "exited": f"container {self.name} exited with code {self.exit_code}{when}",
+            "restarting": f"container {self.name} keeps stopping and Docker keeps restarting it (last exit code "
+                          f"{self.exit_code}{when}, {self.restart_count} restarts so far)",
+            "paused": f"container {self.name} is paused: its processes are frozen",
+            "dead": f"container {self.name} is dead: Docker failed to stop or remove it",
+            "removing": f"container {self.name} is being removed",
+        }.get(self.status, f"container {self.name} is {self.status}")
+        return text + (f" (last error: {self.error})" if self.error else "")
 
     @property
     def short_id(self) -> str:
@@ -74,11 +101,14 @@ def _published(attrs: dict) -> tuple[PublishedPort, ...]:
     ports = []
     for spec, binds in bindings.items():
         port, _, proto = spec.partition("/")
+        if not port.partition("-")[0].isdecimal():
+            continue  # not "PORT/PROTO" or "FIRST-LAST/PROTO": no engine writes that, nothing to judge
         for bind in binds or []:
+            bind = bind or {}
             host_port = bind.get("HostPort") or "0"
             # a range ("8000-8010") is resolved by the engine at start: until then the port is not known (0)
             ports.append(PublishedPort(int(port.partition("-")[0]), proto or "tcp", bind.get("HostIp") or "",
-                                       int(host_port) if host_port.isdigit() else 0))
+                                       int(host_port) if host_port.isdecimal() else 0))
     return tuple(dict.fromkeys(ports))
 
 
@@ -92,13 +122,15 @@ def container_from_attrs(attrs: dict) -> ContainerInfo:
                    prefixlen=n.get("IPPrefixLen") or 0, gateway=n.get("Gateway") or "",
                    ipv6=n.get("GlobalIPv6Address") or "", mac=n.get("MacAddress") or "",
                    aliases=tuple(n.get("Aliases") or ()))
-        for name, n in networks.items())
+        for name, n in ((name, n or {}) for name, n in networks.items()))
     return ContainerInfo(
-        id=attrs.get("Id", ""), name=(attrs.get("Name") or "").lstrip("/"), image=config.get("Image") or "",
+        id=attrs.get("Id") or "", name=(attrs.get("Name") or "").lstrip("/"), image=config.get("Image") or "",
         status=state.get("Status") or "unknown", pid=state.get("Pid") or 0, error=state.get("Error") or "",
         network_mode=host_config.get("NetworkMode") or "", attachments=attachments, published=_published(attrs),
         exposed=tuple(sorted((config.get("ExposedPorts") or {}).keys())), labels=config.get("Labels") or {},
-        dns=tuple(host_config.get("Dns") or ()), resolv_conf_path=attrs.get("ResolvConfPath") or "", raw=attrs)
+        dns=tuple(host_config.get("Dns") or ()), resolv_conf_path=attrs.get("ResolvConfPath") or "",
+        exit_code=state.get("ExitCode") or 0, finished_at=state.get("FinishedAt") or "",
+        restart_count=attrs.get("RestartCount") or 0, raw=attrs)
 
 
 @dataclass(frozen=True)
@@ -135,7 +167,7 @@ class NetworkInfo:
 def network_from_attrs(attrs: dict) -> NetworkInfo:
     ipam = (attrs.get("IPAM") or {}).get("Config") or []
     return NetworkInfo(
-        id=attrs.get("Id", ""), name=attrs.get("Name", ""), driver=attrs.get("Driver", ""),
-        scope=attrs.get("Scope", ""), internal=bool(attrs.get("Internal")), options=attrs.get("Options") or {},
-        subnets=tuple(c["Subnet"] for c in ipam if c.get("Subnet")),
-        gateways=tuple(c["Gateway"] for c in ipam if c.get("Gateway")), raw=attrs)
+        id=attrs.get("Id") or "", name=attrs.get("Name") or "", driver=attrs.get("Driver") or "",
+        scope=attrs.get("Scope") or "", internal=bool(attrs.get("Internal")), options=attrs.get("Options") or {},
+        subnets=tuple(c["Subnet"] for c in ipam if c and c.get("Subnet")),
+        gateways=tuple(c["Gateway"] for c in ipam if c and c.get("Gateway")), raw=attrs)

@@ -1,7 +1,8 @@
-"""One snapshot of a network namespace: links, addresses, routes and listening sockets.
+"""What a network namespace holds: links, addresses, routes and listening sockets.
 
-`gather()` must run on a thread inside the namespace (see netns.NamespaceWorker); it makes one netlink
-dump of each kind, shared by every check.
+The readers must run on a thread inside the namespace (see netns.NamespaceWorker); each makes one kind of
+netlink dump (netdoctor/netlink.py). NamespaceView (netdoctor/facts/__init__.py) reads each kind once per run,
+when a check first asks for it; `gather()` reads all four at once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 IFF_UP = 0x1
 TCP_LISTEN = 10
 RTM_F_CLONED = 0x200
+MAIN_TABLE = 254
 UDP_UNCONNECTED = 7  # UDP sockets report TCP_CLOSE when bound but not connected
 
 
@@ -91,8 +93,9 @@ class Listener:
         return ipaddress.ip_address(self.address).is_unspecified
 
 
-@dataclass(frozen=True)
-class NamespaceFacts:
+class FactLookups:
+    """Questions about a namespace, answered from its links, addresses, routes and listening sockets."""
+
     links: tuple[Link, ...]
     addresses: tuple[Address, ...]
     routes: tuple[Route, ...]
@@ -129,6 +132,16 @@ class NamespaceFacts:
         return any(a.is_global_v6 for a in self.addresses)
 
 
+@dataclass(frozen=True)
+class NamespaceFacts(FactLookups):
+    """A snapshot of all four at once (the lab's host, tests' constructed namespaces)."""
+
+    links: tuple[Link, ...]
+    addresses: tuple[Address, ...]
+    routes: tuple[Route, ...]
+    listeners: tuple[Listener, ...]
+
+
 def _link(msg) -> Link:
     linkinfo = msg.get_attr("IFLA_LINKINFO")
     kind = linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo else None
@@ -149,36 +162,49 @@ def _route(msg) -> Route:
     metrics = msg.get_attr("RTA_METRICS")
     mtu = metrics.get_attr("RTAX_MTU") if metrics else None
     return Route(family=msg["family"], dst=f"{dst}/{msg['dst_len']}" if dst else "default",
-                 gateway=msg.get_attr("RTA_GATEWAY"), oif=msg.get_attr("RTA_OIF"),
-                 table=msg.get_attr("RTA_TABLE") or msg["table"], mtu=mtu,
+                 gateway=msg.get_attr("RTA_GATEWAY"), oif=msg.get_attr("RTA_OIF"), table=_table(msg), mtu=mtu,
                  priority=msg.get_attr("RTA_PRIORITY") or 0)
 
 
-def _listeners() -> list[Listener]:
-    from pyroute2 import DiagSocket
+def _table(msg) -> int:
+    return msg.get_attr("RTA_TABLE") or msg["table"]
 
-    found = []
-    with DiagSocket() as diag:
-        diag.bind()
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for proto, number, state in (("tcp", socket.IPPROTO_TCP, TCP_LISTEN), ("udp", socket.IPPROTO_UDP, UDP_UNCONNECTED)):
-                for sock in diag.get_sock_stats(family=family, protocol=number, states=1 << state):
-                    found.append(Listener(proto, family, sock["idiag_src"], sock["idiag_sport"], sock["idiag_inode"]))
-    return found
+
+# Each reader runs on a thread inside the namespace (netns.NamespaceWorker) and makes one kind of netlink
+# dump (netdoctor/netlink.py).
+
+def read_links() -> tuple[Link, ...]:
+    from netdoctor import netlink
+
+    return tuple(_link(m) for m in netlink.links())
+
+
+def read_addresses() -> tuple[Address, ...]:
+    from netdoctor import netlink
+
+    return tuple(Address(m["index"], m["family"], m.get_attr("IFA_ADDRESS"), m["prefixlen"], m["scope"])
+                 for m in netlink.addresses())
+
+
+def read_routes() -> tuple[Route, ...]:
+    from netdoctor import netlink
+
+    return tuple(_route(m) for family in (socket.AF_INET, socket.AF_INET6) for m in netlink.routes(family)
+                 # unicast, main table; not the kernel's cached exceptions (a learned path MTU, a redirect)
+                 if m["type"] == 1 and not m["flags"] & RTM_F_CLONED and _table(m) == MAIN_TABLE)
+
+
+def read_listeners() -> tuple[Listener, ...]:
+    from netdoctor import netlink
+
+    return tuple(Listener(proto, sock.family, sock.address, sock.port, sock.inode)
+                 for family in (socket.AF_INET, socket.AF_INET6)
+                 for proto, number, state in (("tcp", socket.IPPROTO_TCP, TCP_LISTEN), ("udp", socket.IPPROTO_UDP, UDP_UNCONNECTED))
+                 for sock in netlink.sockets(family, number, 1 << state))
 
 
 def gather() -> NamespaceFacts:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        links = tuple(_link(m) for m in ipr.get_links())
-        addresses = tuple(Address(m["index"], m["family"], m.get_attr("IFA_ADDRESS"), m["prefixlen"], m["scope"])
-                          for m in ipr.get_addr())
-        routes = tuple(_route(m) for family in (socket.AF_INET, socket.AF_INET6)
-                       for m in ipr.get_routes(family=family, table=254)
-                       # unicast, main table; not the kernel's cached exceptions (a learned path MTU, a redirect)
-                       if m["type"] == 1 and not m["flags"] & RTM_F_CLONED)
-    return NamespaceFacts(links, addresses, routes, tuple(_listeners()))
+    return NamespaceFacts(read_links(), read_addresses(), read_routes(), read_listeners())
 
 
 def read_sysctl(key: str) -> str | None:

@@ -55,18 +55,15 @@ def namespace_path(container: ContainerInfo, network: NetworkInfo) -> str:
 
 def vxlan_peers() -> list[OverlayPeer]:
     """Run on the overlay namespace's thread: remote endpoints from the vxlan devices' neighbour and FDB entries."""
-    from pyroute2 import IPRoute
+    from netdoctor import netlink
 
     peers = []
-    with IPRoute() as ipr:
-        vxlans = [link["index"] for link in ipr.get_links()
-                  if (info := link.get_attr("IFLA_LINKINFO")) and info.get_attr("IFLA_INFO_KIND") == "vxlan"]
-        fdb = {entry.get_attr("NDA_LLADDR"): entry.get_attr("NDA_DST")
-               for entry in ipr.get_neighbours(family=socket.AF_BRIDGE)
-               if entry["ifindex"] in vxlans and entry.get_attr("NDA_DST")}
-        for index in vxlans:
-            for entry in ipr.get_neighbours(family=socket.AF_INET, ifindex=index):
-                mac = entry.get_attr("NDA_LLADDR")
-                if mac in fdb:
-                    peers.append(OverlayPeer(entry.get_attr("NDA_DST"), mac, fdb[mac]))
+    vxlans = [link["index"] for link in netlink.links()
+              if (info := link.get_attr("IFLA_LINKINFO")) and info.get_attr("IFLA_INFO_KIND") == "vxlan"]
+    fdb = {entry.get_attr("NDA_LLADDR"): entry.get_attr("NDA_DST") for entry in netlink.neighbours(socket.AF_BRIDGE)
+           if entry["ifindex"] in vxlans and entry.get_attr("NDA_DST")}
+    for entry in netlink.neighbours(socket.AF_INET):
+        mac = entry.get_attr("NDA_LLADDR")
+        if entry["ifindex"] in vxlans and mac in fdb:
+            peers.append(OverlayPeer(entry.get_attr("NDA_DST"), mac, fdb[mac]))
     return sorted(peers, key=lambda p: (p.vtep, socket.inet_aton(p.ip)))

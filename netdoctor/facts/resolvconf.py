@@ -29,10 +29,36 @@ class ResolvConf:
     search: tuple[str, ...]
     ndots: int
     invalid: str = ""    # why dnspython rejected the nameserver lines, if it did
+    ignored: tuple[str, ...] = ()  # search/domain entries that are not DNS names (libc cannot use them either)
 
     def to_evidence(self) -> dict:
         return {"resolv_conf": self.path, "nameservers": list(self.nameservers), "search": list(self.search),
-                "ndots": self.ndots}
+                "ndots": self.ndots, **({"ignored_search_entries": list(self.ignored)} if self.ignored else {})}
+
+
+MAX_NDOTS = 15  # glibc's RES_MAXNDOTS (musl caps it the same way): a larger ndots acts as 15
+
+
+def _usable_names(text: str) -> tuple[str, tuple[str, ...]]:
+    """The file without search/domain entries dnspython cannot parse (a label over 63 octets, an empty
+    label): one bad entry would otherwise make it reject the whole file, nameservers included."""
+    import dns.exception
+    import dns.name
+
+    lines, ignored = [], []
+    for line in text.splitlines():
+        words = line.split()
+        if words and words[0] in ("search", "domain"):
+            kept = []
+            for word in words[1:]:
+                try:
+                    dns.name.from_text(word)
+                    kept.append(word)
+                except (dns.exception.DNSException, ValueError):
+                    ignored.append(word)
+            line = " ".join([words[0], *kept]) if kept else ""
+        lines.append(line)
+    return "\n".join(lines), tuple(ignored)
 
 
 def parse(text: str, path: str) -> ResolvConf:
@@ -42,6 +68,7 @@ def parse(text: str, path: str) -> ResolvConf:
     resolver = dns.resolver.Resolver(configure=False)
     resolver.domain = dns.name.root  # reset() took our own hostname's domain; only the file's may count
     invalid = ""
+    text, ignored = _usable_names(text)
     try:
         resolver.read_resolv_conf(io.StringIO(text))
     except dns.resolver.NoResolverConfiguration:
@@ -52,8 +79,8 @@ def parse(text: str, path: str) -> ResolvConf:
     if not search and resolver.domain != dns.name.root:  # "domain X" acts as a one-entry search list
         search = [resolver.domain.to_text(omit_final_dot=True)]
     nameservers = tuple(getattr(ns, "address", str(ns)) for ns in resolver.nameservers) if not invalid else ()
-    return ResolvConf(path, nameservers, tuple(search), resolver.ndots if resolver.ndots is not None else DEFAULT_NDOTS,
-                      invalid)
+    ndots = resolver.ndots if resolver.ndots is not None else DEFAULT_NDOTS
+    return ResolvConf(path, nameservers, tuple(search), max(0, min(ndots, MAX_NDOTS)), invalid, ignored)
 
 
 def read(path: str) -> ResolvConf:
@@ -73,12 +100,21 @@ def read(path: str) -> ResolvConf:
     return parse(text, path)
 
 
+NETNS_ETC = "/etc/netns"  # `ip netns exec NAME` bind-mounts /etc/netns/NAME/* over /etc/* for what it runs
+NO_OWN_RESOLV_CONF = (f"Programs started with `ip netns exec NAME` read {NETNS_ETC}/NAME/resolv.conf when it exists, "
+                      "else the host's own resolver configuration, which netdoctor does not query.")
+
+
 def path_of(target: Target) -> str | None:
-    """Where the target's resolv.conf is, seen from the host: inside its mount namespace while it runs."""
-    if target.pid:
-        return f"/proc/{target.pid}/root/etc/resolv.conf"
-    if target.container and target.container.resolv_conf_path:
-        return target.container.resolv_conf_path
+    """Where the target's resolv.conf is, seen from the host: a running container's inside its mount
+    namespace, a stopped one's where Docker keeps it; a named namespace's in /etc/netns/NAME (it may not
+    exist). Other targets (the host, processes) use the host's own configuration: None."""
+    if target.container is not None:
+        if target.pid:
+            return f"/proc/{target.pid}/root/etc/resolv.conf"
+        return target.container.resolv_conf_path or None
+    if target.kind == "netns" and "/" not in target.name:
+        return f"{NETNS_ETC}/{target.name}/resolv.conf"
     return None
 
 

@@ -54,13 +54,23 @@ def list_scenarios() -> None:
 
 @lab.command()
 @click.argument("names", nargs=-1, required=True, metavar="SCENARIO...")
-def up(names: tuple[str, ...]) -> None:
+@click.option("--nodes", type=int, metavar="N", help="Multi-node scenarios (swarm...): how many nodes (default 3).")
+def up(names: tuple[str, ...], nodes: int | None) -> None:
     """Build SCENARIO(s) (rebuilding any leftover first) and print how to diagnose each target."""
     from netdoctor.lab.scenario import as_root
     from netdoctor.lab.topology import LabError, docker_client, exclusive
 
     _require_root()
     _, chosen = _pick(names)
+    if nodes is not None:
+        single = [s.name for s in chosen if not s.multi_node]
+        if single:
+            raise BadInput(f"--nodes applies to multi-node scenarios only, not {', '.join(single)}")
+        try:
+            for scenario in chosen:
+                scenario.set_size(nodes)
+        except LabError as exc:
+            raise BadInput(f"--nodes {nodes}: {exc}") from None
     if any(s.needs_docker for s in chosen) and docker_client() is None:
         needing = ", ".join(s.name for s in chosen if s.needs_docker)
         raise CannotCheck(f"{needing} need(s) a running Docker engine, and none answers")

@@ -70,10 +70,16 @@ def _verdict(scenario: Scenario, findings: list[Finding], echo) -> bool:
         echo(f"-> the planted fault was found by the {check} check.", fg="green", bold=True)
     else:
         echo(f"-> the {check} check did NOT find the planted fault.", fg="red", bold=True)
-    others = sorted({f.check for f in findings if f.check != check and f.status in (Status.WARN, Status.FAIL)})
-    if others:
-        echo(f"   Also reported: {', '.join(others)}. The demo did not plant these: they follow from the planted "
-             "fault or are true of this machine itself.")
+    planted = {f.id for f in findings if f.check == check}
+    others = [f for f in findings if f.check != check and f.status in (Status.WARN, Status.FAIL)]
+    # the root-cause links (netdoctor/causes.py) tell which of the others the planted fault explains
+    following = sorted({f.check for f in others if f.caused_by in planted})
+    independent = sorted({f.check for f in others if f.caused_by not in planted})
+    if following:
+        echo(f"   Also reported: {', '.join(following)}, because of the planted fault (shown under it as consequences).")
+    if independent:
+        echo(f"   Also reported: {', '.join(independent)}. The demo did not plant these: they are true of this machine "
+             "itself.")
     return found
 
 

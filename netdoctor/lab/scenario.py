@@ -42,6 +42,7 @@ class Scenario:
     name: str = ""
     summary: str = ""
     expect: Expectation | None = None   # None: a healthy scenario, which must give no warn/fail
+    multi_node: bool = False            # several engines; `lab up --nodes N` sizes it (set_size)
     needs_docker: bool = True
 
     @property

@@ -1,14 +1,17 @@
-"""A real three-node Docker Swarm on this one machine: `netdoctor lab up swarm`.
+"""A real Docker Swarm of N nodes (default 3) on this one machine: `netdoctor lab up swarm [--nodes N]`.
 
-Each node is a network namespace (ndlab-<scenario>-manager|worker1|worker2) with its own dockerd, joined to
-the others by a bridge living in a namespace of its own (ndlab-<scenario>-br), so the real host's links,
-routes and firewall are never touched. The nodes have no default route: nothing they send can leave the
-lab. The manager creates an attachable overlay network and every node runs one busybox container on it.
+Each node is a network namespace (ndlab-<scenario>-manager|worker1|...|workerN-1) with its own dockerd,
+joined to the others by a bridge living in a namespace of its own (ndlab-<scenario>-br), so the real host's
+links, routes and firewall are never touched. The nodes have no default route: nothing they send can leave
+the lab. The manager creates an attachable overlay network and every node runs one busybox container on it.
 
 dockerd must be started with `nsenter --net=... unshare --uts --mount --propagation slave`: `ip netns exec`
 would remount /sys and hide the cgroups from it. Its mounts (image layers, the overlay's namespace
-files) stay in that private mount namespace and vanish with its processes. Nothing can be pulled here, so
-the test image is copied from the host's engine (`docker save | docker load`).
+files) stay in that private mount namespace and vanish with its processes. In that mount namespace the
+node's own socket is also bind-mounted over /var/run/docker.sock, so a container that mounts "the Docker
+socket" (netdoctor's `check --swarm` agent) talks to its own node's engine, as on a real node. Nothing can
+be pulled here, so the test image and netdoctor's own image (when the host has it) are copied from the
+host's engine (`docker save | docker load`).
 
 Every engine is registered as a lab node (netdoctor.lab.nodes), so `netdoctor check --node swarm-worker1 CTR`
 picks that node's engine and namespace.
@@ -29,15 +32,25 @@ from netdoctor.lab.scenario import LAB_LABEL, Expectation, LabTarget, Scenario
 from netdoctor.lab.topology import Builder, LabError, teardown
 
 IMAGE = os.environ.get("NETDOCTOR_TEST_IMAGE", "netdoctor-test/busybox:latest")
+AGENT_IMAGE = os.environ.get("NETDOCTOR_IMAGE", "netdoctor:latest")  # what `check --swarm` runs on each node
 DATA_ROOT = Path("/var/lib/netdoctor-lab")
-NODES = ("manager", "worker1", "worker2")
+DOCKER_SOCKET = "/run/docker.sock"  # /var/run/docker.sock: what containers mount as "the Docker socket"
 UNDERLAY_PREFIX = "10.212.0."     # only inside the lab's namespaces: cannot clash with the host's routes
 RESOLVER = "10.212.0.1"           # our resolver on the lab bridge: the embedded DNS's only upstream
-UNDERLAY_HOST = {"manager": 11, "worker1": 12, "worker2": 13}
+FIRST_HOST = 11                   # the manager is .11, worker1 .12, ...
+MAX_NODES = 40
 OVERLAY_SUBNET = "10.214.0.0/24"
 ENGINE_START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 CONVERGE_TIMEOUT = 30.0
+
+
+def roles(count: int) -> tuple[str, ...]:
+    """The nodes of a lab of `count` nodes: one manager, then workers."""
+    return ("manager",) + tuple(f"worker{i}" for i in range(1, count))
+
+
+NODES = roles(3)
 
 
 def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -91,13 +104,23 @@ def _kill(pids: list[int], timeout: float) -> None:
 
 class SwarmScenario(Scenario):
     name = "swarm"
-    summary = "three Docker engines in their own namespaces forming a Swarm (1 manager, 2 workers) with an overlay"
+    summary = "Docker engines in their own namespaces forming a Swarm (1 manager, 2 workers; --nodes N) with an overlay"
     expect = None
-    slow = True  # about 6 s up, 3 s down
+    slow = True  # about 6 s up for 3 nodes (plus ~10 s to copy netdoctor's image in), 3 s down
+    multi_node = True
 
-    def __init__(self, name: str | None = None):
+    def __init__(self, name: str | None = None, nodes: int = len(NODES), agent_image: str | None = AGENT_IMAGE):
+        """`agent_image`: netdoctor's image, copied into every node when the host has it (None: not copied)."""
         if name:
             self.name = name  # tests use their own name so they never collide with a `lab up swarm`
+        self.set_size(nodes)
+        self.agent_image = agent_image
+        self._loaded: tuple[str, ...] = ()  # images copied into the nodes
+
+    def set_size(self, count: int) -> None:
+        if not 2 <= count <= MAX_NODES:
+            raise LabError(f"a swarm lab has 2 to {MAX_NODES} nodes, not {count}")
+        self.nodes = roles(count)
 
     # --- names ------------------------------------------------------------------------------------
 
@@ -120,7 +143,8 @@ class SwarmScenario(Scenario):
         return DATA_ROOT / self.name / node
 
     def address(self, node: str) -> str:
-        return f"{UNDERLAY_PREFIX}{UNDERLAY_HOST[node]}"
+        index = 0 if node == "manager" else int(node.removeprefix("worker"))
+        return f"{UNDERLAY_PREFIX}{FIRST_HOST + index}"
 
     def node_name(self, node: str) -> str:
         """The name `netdoctor check --node` knows this node by."""
@@ -145,23 +169,31 @@ class SwarmScenario(Scenario):
         try:
             self._underlay(Builder(self.name))
             self._start_engines()
-            clients = {node: self.client(node) for node in NODES}
+            clients = {node: self.client(node) for node in self.nodes}
             self._form_swarm(clients)
-            self._load_image(clients)
+            self._load_images(clients)
             clients["manager"].networks.create(self.overlay, driver="overlay", attachable=True,
                                                ipam=_ipam(OVERLAY_SUBNET), labels={LAB_LABEL: self.name})
-            with concurrent.futures.ThreadPoolExecutor(len(NODES)) as pool:
+            with concurrent.futures.ThreadPoolExecutor(len(self.nodes)) as pool:
                 list(pool.map(lambda n: clients[n].containers.run(
                     IMAGE, "httpd -f -p 80", name=self.container(n), network=self.overlay, detach=True,
-                    dns=[RESOLVER], labels={LAB_LABEL: self.name}), NODES))
+                    dns=[RESOLVER], labels={LAB_LABEL: self.name}), self.nodes))
             self.wait_converged(clients)
-            for node in NODES:
+            for node in self.nodes:
                 nodes.register(self.node_name(node), self.docker_host(node), self.netns(node), self.address(node))
             self.break_it()
         except BaseException:
             self.down()
             raise
-        return [LabTarget(self.container(node), ("--node", self.node_name(node))) for node in NODES]
+        targets = [LabTarget(self.container(node), ("--node", self.node_name(node))) for node in self.nodes]
+        if self.has_agent_image:
+            targets.append(LabTarget("--swarm", ("--node", self.node_name("manager"), "--image", self.agent_image)))
+        return targets
+
+    @property
+    def has_agent_image(self) -> bool:
+        """netdoctor's image was copied into the nodes (so `check --swarm` can run on this lab)."""
+        return bool(self.agent_image) and self.agent_image in self._loaded
 
     def break_it(self) -> None:
         """Fault scenarios add their fault here; the plain swarm is healthy."""
@@ -171,7 +203,7 @@ class SwarmScenario(Scenario):
         bridge = builder.netns("br")
         builder.bridge(bridge, "br0")
         builder.addr(bridge, "br0", f"{RESOLVER}/24")
-        for node in NODES:
+        for node in self.nodes:
             ns = builder.netns(node)
             builder.veth(bridge, node, ns, "eth0")
             builder.enslave(bridge, node, "br0")
@@ -179,25 +211,32 @@ class SwarmScenario(Scenario):
         builder.resolver("dns", RESOLVER, netns=bridge)
 
     def _start_engines(self) -> None:
-        for node in NODES:
+        if not os.path.exists(DOCKER_SOCKET):
+            raise LabError(f"the nodes' sockets are mounted over {DOCKER_SOCKET}, which must exist (the host's engine)")
+        for node in self.nodes:
             self.data_root(node).mkdir(parents=True, exist_ok=True)
             dockerd = (f"dockerd --data-root {self.data_root(node)} --exec-root {self.exec_root(node)} "
                        f"--pidfile {self.pidfile(node)} -H {self.docker_host(node)} --bridge=none")
-            # In the engine's private mount namespace: its own hostname, and a system containerd (if any)
-            # hidden so that dockerd starts its own instead of sharing the host's.
-            script = f"hostname {node}; [ -d /run/containerd ] && mount -t tmpfs lab /run/containerd; exec {dockerd}"
+            # In the engine's private mount namespace: its own hostname, a system containerd (if any) hidden so
+            # that dockerd starts its own instead of sharing the host's, and its data root in memory: it vanishes
+            # with the engine (deleting its image layers from disk took seconds per node).
+            script = (f"hostname {node}; [ -d /run/containerd ] && mount -t tmpfs lab /run/containerd; "
+                      f"mount -t tmpfs -o mode=0711 lab {self.data_root(node)} && exec {dockerd}")
             log = open(self.data_root(node).parent / f"{node}.log", "w")
             subprocess.Popen(["nsenter", f"--net=/run/netns/{self.netns(node)}", "unshare", "--uts", "--mount",
                               "--propagation", "slave", "sh", "-c", script],
                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             log.close()
         deadline = time.monotonic() + ENGINE_START_TIMEOUT
-        for node in NODES:
+        for node in self.nodes:
             while not self._answers(node):
                 if time.monotonic() > deadline:
                     log = (self.data_root(node).parent / f"{node}.log").read_text().strip().splitlines()
                     raise LabError(f"dockerd of {node} did not start: {log[-1] if log else 'no output'}")
                 time.sleep(0.1)
+            # in the engine's own mount namespace only: its socket is "the Docker socket" there
+            engine = self.pidfile(node).read_text().strip()
+            _run("nsenter", "-t", engine, "-m", "mount", "--bind", self.socket(node), DOCKER_SOCKET)
 
     def _answers(self, node: str) -> bool:
         if not os.path.exists(self.socket(node)):
@@ -214,43 +253,65 @@ class SwarmScenario(Scenario):
         manager = self.address("manager")
         clients["manager"].swarm.init(advertise_addr=manager, listen_addr=f"{manager}:2377")
         token = clients["manager"].swarm.attrs["JoinTokens"]["Worker"]
-        for node in NODES[1:]:
+        for node in self.nodes[1:]:
             clients[node].swarm.join(remote_addrs=[f"{manager}:2377"], join_token=token,
                                      advertise_addr=self.address(node), listen_addr=f"{self.address(node)}:2377")
 
     def wait_converged(self, clients=None, timeout: float = CONVERGE_TIMEOUT) -> None:
         """Until every engine knows every node's container on the overlay (gossip takes a moment)."""
-        clients = clients or {node: self.client(node) for node in NODES}
+        clients = clients or {node: self.client(node) for node in self.nodes}
         deadline = time.monotonic() + timeout
         while True:
             known = {node: len(((clients[node].api.inspect_network(self.overlay, verbose=True).get("Services") or {})
-                                .get("") or {}).get("Tasks") or ()) for node in NODES}
-            if all(count == len(NODES) for count in known.values()):
+                                .get("") or {}).get("Tasks") or ()) for node in self.nodes}
+            if all(count == len(self.nodes) for count in known.values()):
                 return
             if time.monotonic() > deadline:
                 raise LabError(f"the overlay did not converge in {timeout:g}s: containers known per node {known}")
             time.sleep(0.2)
 
-    def _load_image(self, clients) -> None:
+    def _load_images(self, clients) -> None:
+        """The test image, and netdoctor's own when the host has it, into every node (one archive, N loads)."""
         import docker
+        import docker.errors
 
-        host = docker.from_env(version="auto", timeout=60)
+        host = docker.from_env(version="auto", timeout=300)
         try:
-            archive = b"".join(host.images.get(IMAGE).save(named=True))
+            wanted = [IMAGE]
+            if self.agent_image:
+                try:
+                    host.images.get(self.agent_image)
+                    wanted.append(self.agent_image)
+                except docker.errors.ImageNotFound:
+                    pass  # `check --swarm` on this lab will say which node lacks it
+            archives = [b"".join(host.api.get_image(image)) for image in wanted]  # `docker save IMAGE`
         finally:
             host.close()
-        with concurrent.futures.ThreadPoolExecutor(len(NODES)) as pool:
-            list(pool.map(lambda n: clients[n].images.load(archive), NODES))
+        with concurrent.futures.ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(lambda n: [list(clients[n].api.load_image(a)) for a in archives], self.nodes))
+        self._loaded = tuple(wanted)
 
     # --- down -------------------------------------------------------------------------------------
 
+    def present(self) -> list[str]:
+        """Every node of this lab that left a trace (namespace, socket, pidfile, data root), whatever its size."""
+        found = set(self.nodes)
+        prefix = f"{self.prefix}-"
+        names = [n for n in _run("ip", "netns", "list", check=False).stdout.split() if n.startswith(prefix)]
+        names += [p.name.removesuffix(".sock").removesuffix(".pid") for p in Path("/run").glob(f"{prefix}*")
+                  if p.suffix in (".sock", ".pid")]
+        names = [n[len(prefix):] for n in names] + [p.name for p in (DATA_ROOT / self.name).glob("*") if p.is_dir()]
+        found |= {n for n in names if n == "manager" or (n.startswith("worker") and n[6:].isdigit())}
+        return sorted(found)
+
     def down(self) -> None:
-        """Remove engines, containers, namespaces, links, data roots; from any partial state."""
-        nodes.unregister([self.node_name(node) for node in NODES])
-        with concurrent.futures.ThreadPoolExecutor(len(NODES)) as pool:
-            list(pool.map(self._stop_engine, NODES))
+        """Remove engines, containers, namespaces, links, data roots; from any partial state and any size."""
+        present = self.present()
+        nodes.unregister([self.node_name(node) for node in present])
+        with concurrent.futures.ThreadPoolExecutor(len(present)) as pool:
+            list(pool.map(self._stop_engine, present))
         teardown(self.name)  # the resolver, the namespaces (with the links in them), the state file
-        for node in NODES:
+        for node in present:
             for path in (self.socket(node), self.pidfile(node)):
                 Path(path).unlink(missing_ok=True)
             shutil.rmtree(self.exec_root(node), ignore_errors=True)
@@ -296,8 +357,9 @@ class SwarmVxlanDropScenario(SwarmScenario):
              "4789", "-j", "DROP", "-m", "comment", "--comment", f"netdoctor-lab:{self.name}")
 
     def up(self) -> list[LabTarget]:
-        super().up()
-        return [LabTarget(self.container("manager"), ("--node", self.node_name("manager")))]
+        targets = super().up()
+        return [LabTarget(self.container("manager"), ("--node", self.node_name("manager")))] + \
+            [t for t in targets if t.spec == "--swarm"]
 
 
 def _ipam(subnet: str):

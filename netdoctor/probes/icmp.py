@@ -128,10 +128,9 @@ def read_neighbour_state(address: str) -> str | None:
     """Run on a namespace thread: the ARP state the namespace holds for `address` now (None: no entry), e.g.
     after an echo to it: REACHABLE/STALE/DELAY mean something on the link answered ARP; INCOMPLETE/FAILED
     mean nothing did."""
-    from pyroute2 import IPRoute
+    from netdoctor import netlink
 
-    with IPRoute() as ipr:
-        for entry in ipr.get_neighbours(family=socket.AF_INET):
-            if entry.get_attr("NDA_DST") == address:
-                return NUD_STATES.get(entry["state"], hex(entry["state"]))
+    for entry in netlink.neighbours(socket.AF_INET6 if ":" in address else socket.AF_INET):  # ARP, or IPv6's NDP
+        if entry.get_attr("NDA_DST") == address:
+            return NUD_STATES.get(entry["state"], hex(entry["state"]))
     return None

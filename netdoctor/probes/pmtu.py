@@ -1,24 +1,27 @@
-"""Path-MTU sweep: the largest DF packet that makes the round trip from a namespace to one destination.
+"""Path-MTU search: the largest DF packet that makes the round trip from a namespace to one destination.
 
-Two rounds of DF echoes (probes/icmp.py), each sent all at once and waited for at most half the time
-budget: a coarse round over the whole range, then every size between the largest answered and the
-smallest unanswered. A router's "fragmentation needed" reply is recorded too. What this measures is the
-round trip to that destination and nothing else: a destination that does not cross a link cannot say
-anything about that link's MTU.
+A binary search with one DF echo per round (probes/icmp.py), bounded by a time budget:
+1. the smallest size every IPv4 path carries (576): does the destination answer echo at all, and how
+   fast (its round trip sets how long later rounds wait for a reply); when it does not, the full size is
+   still sent once, since a router on the way may answer it with "fragmentation needed";
+2. the full size (the interface MTU): when it comes back, the path is whole and the search is over;
+3. halving between the largest size that came back and the smallest that did not. A router's
+   "fragmentation needed" names the next-hop MTU: that size is tried next, and what is above it is lost;
+4. once narrowed to one byte without such a message, both bounds are sent again: a black hole loses the
+   larger one again, a lossy path may not (then the result is marked inconsistent).
+About a dozen packets. What this measures is the round trip to that destination and nothing else (the
+far end's echo replies may come back fragmented; the forward path is what DF constrains).
 """
 
 from __future__ import annotations
 
-import ipaddress
+import time
 from dataclasses import dataclass
 
 from netdoctor.facts import NamespaceView
-from netdoctor.probes import concurrently
-from netdoctor.probes.icmp import EchoRound
 
-MIN_SIZE = 576            # every IPv4 path carries this much; below it the destination is just not answering
-COARSE_STEPS = 16
-COMMON_MTUS = (1280, 1400, 1420, 1450, 1460, 1472, 1480, 1492, 1500, 9000)
+MIN_SIZE = 576              # every IPv4 path carries this much; below it the destination is just not answering
+MIN_WAIT, RTT_FACTOR = 0.03, 4   # a round waits this many round trips for its reply, and at least MIN_WAIT seconds
 
 
 @dataclass(frozen=True)
@@ -30,140 +33,100 @@ class PmtuResult:
     reported_mtu: int | None      # next-hop MTU from a router's "fragmentation needed", if one answered
     reported_by: str | None       # that router
     probes_sent: int
+    rtt_ms: float | None = None   # of the smallest echo
+    consistent: bool = True       # the bounds held when sent again
     detail: str = ""              # unreachable / local errors, when they explain a silence
 
     @property
     def answered(self) -> bool:
         return self.largest_passed is not None
 
+    @property
+    def complete(self) -> bool:
+        """Narrowed to the byte: the largest size that passes and the next that does not are both known."""
+        return self.smallest_failed is None or (self.largest_passed is not None
+                                                and self.smallest_failed - self.largest_passed == 1)
+
     def to_evidence(self) -> dict:
         data = {"destination": self.destination, "largest_df_packet_passed": self.largest_passed,
                 "smallest_df_packet_lost": self.smallest_failed, "tried_up_to": self.ceiling,
                 "echoes_sent": self.probes_sent}
+        if self.rtt_ms is not None:
+            data["rtt_ms"] = round(self.rtt_ms, 1)
         if self.reported_mtu:
             data["router_reported_mtu"] = self.reported_mtu
             data["reported_by"] = self.reported_by
+        if not self.consistent:
+            data["consistent"] = False
         if self.detail:
             data["detail"] = self.detail
         return data
 
 
-def _coarse_sizes(ceiling: int) -> list[int]:
-    low = min(MIN_SIZE, ceiling)
-    step = max(1, (ceiling - low) // COARSE_STEPS)
-    sizes = set(range(low, ceiling, step)) | {m for m in COMMON_MTUS if low < m < ceiling} | {low, ceiling}
-    return sorted(sizes)
+class _Search:
+    def __init__(self, view: NamespaceView, destination: str, ceiling: int, timeout: float):
+        self.view, self.destination, self.ceiling = view, destination, ceiling
+        self.deadline = time.monotonic() + timeout
+        self.low: int | None = None       # largest size seen to pass
+        self.high: int | None = None      # smallest size seen to fail
+        self.reported: tuple[int, str] | None = None
+        self.sent = 0
+        self.notes: set[str] = set()
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def send(self, size: int, wait: float) -> bool:
+        """One DF echo of `size` bytes; whether it came back. Records what a router said instead."""
+        result = self.view.echo(self.destination, [size], max(0.0, min(wait, self.left())))
+        self.sent += 1
+        self.notes.update(result.unreachable.values(), result.send_errors.values())
+        if size in result.too_big_locally:
+            self.notes.add(f"{size} bytes exceed the target's own route to {self.destination}")
+        if size in result.frag_needed:
+            mtu, router = result.frag_needed[size]
+            if mtu and (self.reported is None or mtu < self.reported[0]):
+                self.reported = (mtu, router)
+        if size in result.answered:
+            self.low = max(self.low or 0, size)
+            return True
+        self.high = min(self.high or size, size)
+        return False
+
+    def next_size(self) -> int:
+        if self.reported and self.low < self.reported[0] < self.high:
+            return self.reported[0]  # the router said so: check it
+        return (self.low + self.high) // 2
+
+    def run(self) -> PmtuResult:
+        started = time.monotonic()
+        floor = min(MIN_SIZE, self.ceiling)
+        if not self.send(floor, self.left() / 2):
+            if self.ceiling > floor:  # the far end is silent, but a router on the way may say where the path narrows
+                self.send(self.ceiling, self.left())
+            return self.result(None)
+        rtt = time.monotonic() - started
+        wait = max(MIN_WAIT, RTT_FACTOR * rtt)
+        if self.ceiling > floor and not self.send(self.ceiling, wait):
+            while self.high - self.low > 1 and self.left() > 0:
+                if self.reported and self.low < self.reported[0] and self.reported[0] + 1 < self.high:
+                    self.high = self.reported[0] + 1  # what is above the reported MTU is lost at that router
+                    continue
+                self.send(self.next_size(), wait)
+        consistent = True
+        unexplained = self.reported is None or self.low < self.reported[0]  # no router's word for this bound
+        if unexplained and self.high is not None and self.high - self.low == 1 and self.left() > 0:
+            low, high = self.low, self.high
+            consistent = self.send(low, wait) and not self.send(high, wait)
+            self.low, self.high = low, high  # a second look does not move the bounds, it only vouches for them
+        return self.result(rtt, consistent)
+
+    def result(self, rtt: float | None, consistent: bool = True) -> PmtuResult:
+        return PmtuResult(self.destination, self.ceiling, self.low, self.high, *(self.reported or (None, None)),
+                          self.sent, None if rtt is None else rtt * 1000, consistent, "; ".join(sorted(self.notes)))
 
 
-def _bounds(rounds: list[tuple[list[int], EchoRound]]) -> tuple[int | None, int | None]:
-    """Largest size answered, and the smallest size above it that was tried but not answered."""
-    passed = set().union(*(r.answered for _, r in rounds))
-    tried = set().union(*(sizes for sizes, _ in rounds))
-    largest = max(passed, default=None)
-    lost = [s for s in tried - passed if largest is None or s > largest]
-    return largest, min(lost, default=None)
-
-
-def sweep(view: NamespaceView, destination: str, ceiling: int, timeout: float) -> PmtuResult:
-    """Measure the largest DF IPv4 packet (up to `ceiling` bytes) that reaches `destination` and comes back.
-    Takes at most about `timeout` seconds."""
-    wait = max(0.1, timeout / 2)
-    coarse = _coarse_sizes(ceiling)
-    rounds = [(coarse, view.echo(destination, coarse, wait))]
-    largest, lost = _bounds(rounds)
-    if largest is not None and lost is not None and lost - largest > 1:
-        fine = list(range(largest + 1, lost))
-        rounds.append((fine, view.echo(destination, fine, wait)))
-        largest, lost = _bounds(rounds)
-    reported_mtu, reported_by = min((report for _, r in rounds for report in r.frag_needed.values() if report[0]),
-                                    default=(None, None))
-    notes = sorted({why for _, r in rounds for why in (*r.unreachable.values(), *r.send_errors.values())})
-    return PmtuResult(destination, ceiling, largest, lost, reported_mtu, reported_by,
-                      sum(len(sizes) for sizes, _ in rounds), "; ".join(notes))
-
-
-@dataclass(frozen=True)
-class Confirmation:
-    """What DF probes could say about a suspected MTU mismatch on the host's egress device."""
-
-    verdict: str                  # confirmed, not_confirmed, inconclusive, not_probed
-    text: str
-    results: tuple[PmtuResult, ...] = ()
-
-    def to_evidence(self) -> dict:
-        data: dict = {"df_probe": self.text}
-        if self.results:
-            data["df_probe_results"] = [r.to_evidence() for r in self.results]
-        return data
-
-
-def _named_destinations(ctx) -> list[str]:
-    """IPv4 addresses the user named (--probe HOST:PORT with an IP, --peer containers) and the target's gateway."""
-    found = []
-    for spec in ctx.options.probes:
-        host = spec.rpartition(":")[0].strip("[]")
-        try:
-            if ipaddress.ip_address(host).version == 4:
-                found.append(host)
-        except ValueError:
-            continue
-    for name in ctx.options.peer_names:
-        try:
-            peer = ctx.docker.container(name)
-        except Exception:  # an unknown peer is the icc check's finding, not this one's
-            continue
-        found += [a.ip for a in peer.attachments if a.ip]
-    defaults = ctx.netns.facts.default_routes()
-    if defaults and defaults[0].gateway:
-        found.append(defaults[0].gateway)
-    return list(dict.fromkeys(found))
-
-
-def confirm(ctx, link, egress_route) -> Confirmation:
-    """Try to confirm that `link` (in the target) is bigger than the host's egress path, with DF echoes to
-    an address of the target's own config or one the user named. Only a destination the host routes out
-    through the egress device can confirm it: the usual gateway of a Docker bridge is the host's own
-    bridge address, and a probe to it only measures the target -> host hop."""
-    host = ctx.host.facts
-    host_addresses = {a.address for a in host.addresses}
-    egress = host.link(index=egress_route.oif)
-    egress_name = egress.name if egress else "the egress device"
-    defaults = ctx.netns.facts.default_routes()
-    gateway = defaults[0].gateway if defaults else None
-    if not gateway or gateway not in host_addresses:
-        return Confirmation("not_probed", f"not probed: the target's gateway {gateway or '(none)'} is not an address of the "
-                                          f"host namespace {ctx.host.path}, so no probe can be tied to {egress_name}")
-    beyond, local = [], []
-    for address in _named_destinations(ctx):
-        route = host.route_to(address)
-        crosses = address not in host_addresses and route is not None and route.oif == egress_route.oif
-        (beyond if crosses else local).append(address)
-    chosen = beyond[:3] or [gateway]
-    results = tuple(concurrently(lambda address: sweep(ctx.netns, address, link.mtu, ctx.options.timeout), chosen))
-    if not beyond:
-        [result] = results
-        passed = f"DF packets of up to {result.largest_passed} bytes reach it" if result.answered else "it did not answer ICMP echo"
-        return Confirmation("inconclusive",
-                            f"inconclusive: the only address to probe was the gateway {gateway}, an address of the host "
-                            f"itself; {passed}, which covers the target -> host hop only, not {egress_name}. "
-                            f"Name a host beyond {egress_name} with --probe HOST:PORT to confirm.", results)
-    smaller = [r for r in results if r.answered and r.largest_passed < link.mtu]
-    if smaller:
-        best = min(smaller, key=lambda r: r.largest_passed)
-        reported = f", a router reported MTU {best.reported_mtu}" if best.reported_mtu else ""
-        return Confirmation("confirmed", f"confirmed: largest DF packet that passed = {best.largest_passed} bytes "
-                                         f"(to {best.destination} and back, out through {egress_name}{reported}; "
-                                         f"{link.name} sends up to {link.mtu})", results)
-    told = [r for r in results if r.reported_mtu and r.reported_mtu < link.mtu]
-    if told:
-        best = min(told, key=lambda r: r.reported_mtu)
-        return Confirmation("confirmed", f"confirmed by a router: {best.reported_by} refused DF packets to {best.destination} "
-                                         f"above {best.reported_mtu} bytes ('fragmentation needed', MTU {best.reported_mtu}); "
-                                         f"{best.destination} itself sent no echo reply; {link.name} sends up to {link.mtu}", results)
-    answered = [r for r in results if r.answered]
-    if answered:
-        return Confirmation("not_confirmed", f"not confirmed: DF packets of {link.mtu} bytes (the full {link.mtu} of {link.name}) "
-                                             f"reached {', '.join(r.destination for r in answered)} and came back "
-                                             f"through {egress_name}", results)
-    return Confirmation("inconclusive", f"inconclusive: {', '.join(r.destination for r in results)} did not answer "
-                                        "ICMP echo (filtered, or down)", results)
+def search(view: NamespaceView, destination: str, ceiling: int, timeout: float) -> PmtuResult:
+    """Measure the largest DF IPv4 packet (up to `ceiling` bytes) that reaches `destination` and comes back,
+    in at most about `timeout` seconds."""
+    return _Search(view, destination, ceiling, timeout).run()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from netdoctor import __version__
 from netdoctor.gate import Gate
 from netdoctor.model import Finding, summarize
-from netdoctor.targets import Target
+
+if TYPE_CHECKING:  # annotations only: `netdoctor --help` imports this module for FORMATS
+    from netdoctor.targets import Target
 
 FORMATS = ("text", "json", "ndjson", "junit", "sarif", "github")
 SCHEMA_VERSION = 1
@@ -97,7 +99,10 @@ def compose_location(target: Target | None) -> tuple[str, int] | None:
     import re
 
     path = files[0]
-    relative = os.path.relpath(path)
+    try:
+        relative = os.path.relpath(path)
+    except OSError:  # no working directory (it was deleted): nothing is inside the checkout
+        return None
     if relative.startswith(".."):
         return None
     try:

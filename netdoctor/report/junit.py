@@ -74,6 +74,8 @@ class JunitReporter(Reporter):
 def _one_line(f: Finding) -> str:
     """The message attribute, which some reporters show alone: title, evidence and fix on one line."""
     parts = [f"{f.status.value.upper()}: {f.title}"]
+    if f.caused_by:
+        parts.append(f"because of {f.caused_by}")
     if f.accepted:
         parts.append(f.accepted.describe())
     if f.evidence:

@@ -85,7 +85,7 @@ class SarifReporter(Reporter):
                 f"{f.check}\0{f.target}\0{f.title}".encode()).hexdigest()[:32]},
             "properties": {"target": f.target, "status": f.status.value, "severity": f.severity.value,
                            "evidence": f.evidence, "fix": f.fix.to_dict() if f.fix else None,
-                           "accepted": f.to_dict()["accepted"]},
+                           "accepted": f.to_dict()["accepted"], "id": f.id, "caused_by": f.caused_by},
         }
         if f.accepted and not f.accepted.expired:
             result["suppressions"] = [{"kind": "external", "status": "accepted",

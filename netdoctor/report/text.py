@@ -43,24 +43,49 @@ class TextReporter(Reporter):
     def finish(self, duration_ms: float) -> None:
         order = {t.label: i for i, t in enumerate(self.targets)}
         by_target = sorted(self.findings, key=lambda f: (order.get(f.target, -1), f.target))
+        consequences: dict[str, list[Finding]] = {}
+        for finding in self.findings:
+            if finding.caused_by:
+                consequences.setdefault(finding.caused_by, []).append(finding)
         for label, group in groupby(by_target, key=lambda f: f.target):
+            group = list(group)
+            # a consequence is shown under its root cause; one whose root is elsewhere (the host's) stands alone
+            under_root = {f.id for f in group} & {f.caused_by for f in group}
+            standing = [f for f in group if f.caused_by not in under_root]
             self._write(click.style(self._describe(label), bold=True) if self.color else self._describe(label))
             by_check: dict[str, list[Finding]] = {}
-            for finding in group:
+            for finding in standing:
                 by_check.setdefault(finding.check, []).append(finding)
             worst_first = sorted(by_check.items(), key=lambda item: (-max(f.status.rank for f in item[1]), item[0]))
             for _, findings in worst_first:
                 for finding in sorted(findings, key=lambda f: -f.status.rank):
                     self._finding(finding)
+                    self._consequences(finding, consequences.get(finding.id, []))
             self._write()
-        self._write(self.gate.verdict(self.findings, len(self.targets), duration_ms))
+        self._write(self.gate.verdict(self.findings, [t.label for t in self.targets], duration_ms))
+
+    def _consequences(self, root: Finding, found: list[Finding]) -> None:
+        """What follows from `root`, one line each under it: its fix fixes them too."""
+        here = [f for f in found if f.target == root.target]
+        if not here:
+            return
+        self._write(f"    ↳ because of {root.check}:")
+        for f in sorted(here, key=lambda f: (-f.status.rank, f.check)):
+            self._write(f"      {self._style(f'{f.status.value.upper():5}', f.status)} {f.check:<14} {f.title}")
 
     def _finding(self, f: Finding) -> None:
         badge = self._style(f"{f.status.value.upper():5}", f.status)
         self._write(f"  {badge} {f.check:<14} {f.title}")
+        indent = " " * 23
+        if f.check == "swarm":  # `check --swarm`'s node matrix reads as a table (also when it passes)
+            from netdoctor.swarm.matrix import MATRIX_KEY, table_lines
+
+            if f.key == MATRIX_KEY:
+                for line in table_lines(f.evidence):
+                    self._write(indent + line)
+                return
         if f.status is Status.PASS:
             return
-        indent = " " * 23
         if f.accepted:
             # e.g. "FAIL (accepted until 2027-01-31: reason)": shown, never hidden; expired ones gate again
             note = f"{f.status.value.upper()} ({f.accepted.describe()})"

@@ -48,8 +48,9 @@ class NetdoctorApp(App):
 
     def on_mount(self) -> None:
         self.push_screen(PickerScreen())
-        if self.request.targets or self.request.selector.active:
-            self.push_screen(DiagnosisScreen(self.request))
+        request = self.request
+        if request.targets or request.selector.active or request.swarm or request.remote:  # a whole swarm or engine too
+            self.push_screen(DiagnosisScreen(request))
 
     def check_info(self, check_id: str) -> CheckInfo | None:
         return next((c for c in self.checks if c.id == check_id), None) or self.catalogue.get(check_id)

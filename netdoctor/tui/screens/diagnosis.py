@@ -17,12 +17,15 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
+from netdoctor import causes
 from netdoctor.model import ABOUT_RUN, Finding, Status, about_run
+from netdoctor.swarm.matrix import is_matrix
 from netdoctor.request import Options, Request
 from netdoctor.tui.messages import FindingArrived, Job, RunFinished, RunStarted
 from netdoctor.tui.screens.dialogs import PeersDialog
 from netdoctor.tui.screens.finding import FindingScreen
 from netdoctor.tui.widgets.findings import FindingsTable
+from netdoctor.tui.widgets.matrix import NodeMatrix
 from netdoctor.tui.widgets.progress import CheckProgress, StatusCounts
 
 _DONE = object()  # end of a run's stream of findings
@@ -60,13 +63,16 @@ class DiagnosisScreen(Screen):
         """The targets as the user named or selected them."""
         from netdoctor.selection import describe
 
-        return " ".join(self.request.targets) or describe(self.request.selector)
+        request = self.request
+        engines = "--swarm " if request.swarm else f"-H {request.remote.name} " if request.remote else ""
+        return engines + (" ".join(request.targets) or describe(request.selector))
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="where")
         yield CheckProgress(id="progress")
         yield StatusCounts(id="counts")
+        yield NodeMatrix(id="matrix")  # shown by `tui --swarm` once the node matrix arrives
         yield Input(placeholder="/ filter: fail warn … a check id … words", id="filter", compact=True)
         yield FindingsTable([c.id for c in self.app.checks] + self.app.catalogue.ids, id="findings")
         yield Footer()
@@ -137,6 +143,7 @@ class DiagnosisScreen(Screen):
             self.findings = [f for f in self.findings if (f.check, f.target) not in rerun]
         else:
             self.findings, self.jobs, self.targets = [], {}, message.targets
+            self.query_one(NodeMatrix).clear()
         self.jobs.update(dict.fromkeys(message.jobs))
         self.redraw()
 
@@ -144,9 +151,12 @@ class DiagnosisScreen(Screen):
         if message.run != self.run_number:
             return
         finding = message.finding
+        if is_matrix(finding):
+            self.query_one(NodeMatrix).show(finding.evidence)
         if finding.check == ABOUT_RUN:  # the same trouble seen again replaces the old report of it
             self.findings = [f for f in self.findings if (f.check, f.target, f.title) != (finding.check, finding.target, finding.title)]
-        self.findings.append(finding)
+        # linked as the core links a run; again here because a rerun of one check meets the others' findings
+        self.findings = causes.apply([*self.findings, finding])
         job = (finding.check, finding.target)
         if job in self.jobs:
             seen = self.jobs[job]

@@ -1,4 +1,5 @@
-"""The findings table: worst first, filtered by status, check and words of the title."""
+"""The findings table: root causes worst first with their consequences under them, filtered by status, check
+and words of the title."""
 
 from __future__ import annotations
 
@@ -46,12 +47,21 @@ class FindingsTable(DataTable):
 
     def show(self, findings: list[Finding], query: str = "") -> None:
         """Redraw from the full list (tens of rows, not thousands), keeping the cursor on the same finding
-        while it is still shown."""
+        while it is still shown. Root causes worst first, each followed by what follows from it (↳)."""
         selected = self.selected
         self.clear()
-        self.shown = sorted((f for f in findings if matches(f, query, self.check_ids)), key=worst_first)
+        matching = [f for f in findings if matches(f, query, self.check_ids)]
+        present = {f.id for f in matching}
+        under: dict[str, list[Finding]] = {}
+        for finding in matching:
+            if finding.caused_by in present:
+                under.setdefault(finding.caused_by, []).append(finding)
+        self.shown = []
+        for root in sorted((f for f in matching if f.caused_by not in present), key=worst_first):
+            self.shown += [root, *sorted(under.get(root.id, []), key=worst_first)]
         for row, finding in enumerate(self.shown):
-            self.add_row(status_text(finding.status), finding.check, finding.title, finding.target, key=str(row))
+            title = f"↳ {finding.title}" if finding.caused_by in present else finding.title
+            self.add_row(status_text(finding.status), finding.check, title, finding.target, key=str(row))
             if finding is selected:
                 self.move_cursor(row=row)
 

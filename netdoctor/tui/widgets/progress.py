@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from netdoctor.causes import tally
 from netdoctor.model import Finding, Status, summarize
 from netdoctor.tui.messages import Job
 from netdoctor.tui.widgets import STATUS_LOOK, WORST_FIRST
@@ -43,4 +44,7 @@ class StatusCounts(Static):
         for status in WORST_FIRST:
             text.append(f" {status.value} {counts[status.value]} ", style=STATUS_LOOK[status][1] if counts[status.value] else "")
         text.append(f"│ {seconds:.1f}s")
+        roots, consequences = tally(findings)
+        if consequences:  # e.g. "│ 1 cause ↳2": the table shows which
+            text.append(f" │ {roots} cause{'' if roots == 1 else 's'} ↳{consequences}")
         self.update(text)

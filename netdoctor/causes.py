@@ -1,0 +1,295 @@
+"""Root causes: which findings of a report follow from which other finding.
+
+A small, declared set of rules, each read as "a finding of this kind (the cause) explains findings of
+that kind (its consequences)": ip_forward's `forwarding-off` explains a probe, a nameserver query or a
+peer connection that broke at the `forwarding` layer on the same target. Rules match finding keys
+(model.Finding.key, stable slugs such as `forwarding-off`, `gateway-silent`, `firewall-drop...`) and
+evidence (the `layer` a path finding broke at, the rule a firewall finding names), never titles.
+
+`link(findings)` gives each consequence its root cause (following chains: a probe lost at the gateway
+follows from `gateway-silent`, which follows from `host-link-down:br0`). `Linker` does the same for a
+stream: a finding that could still turn out to be a consequence is held back until every check that
+could explain it has finished, so each finding is emitted once, with its final `caused_by`.
+Only warn and fail findings take part: a pass explains nothing and follows from nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable
+
+from netdoctor.model import Finding, Status
+
+# Checks whose findings test a path and carry the `layer` it broke at (checks/_layers.py): TCP probes,
+# nameserver queries, peer connections.
+PATH_CHECKS = ("reachability", "dns", "icc")
+LINKED_STATUSES = (Status.WARN, Status.FAIL)
+
+
+def key_matches(key: str, pattern: str) -> bool:
+    """`forwarding-off` matches itself only; `firewall-drop*` every key starting so."""
+    return key.startswith(pattern[:-1]) if pattern.endswith("*") else key == pattern
+
+
+def _suffix(key: str) -> str:
+    """`gateway-silent:net1` -> `net1`: what a keyed finding is about."""
+    return key.partition(":")[2]
+
+
+Related = Callable[[Finding, Finding], bool]  # (consequence, cause) -> does it follow from that one
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    cause_checks: tuple[str, ...]    # checks that report the cause; () = any check (firewall checks of plugins too)
+    cause_key: str                   # its key (a pattern, see key_matches)
+    effect_checks: tuple[str, ...]   # checks whose findings can follow from it
+    effect_keys: tuple[str, ...] = ("*",)  # their keys (patterns)
+    layers: tuple[str, ...] = ()     # when given: the consequence broke at one of these layers (evidence `layer`)
+    related: Related | None = None   # a further test on both findings' evidence
+    because: str = ""                # the mechanism, for `netdoctor explain`
+    across_targets: bool = False     # the cause is the host's (a HOST-scope check) and affects every target
+
+    def could_explain(self, finding: Finding) -> bool:
+        """Whether `finding` is of the kind this rule explains, whatever the cause turns out to be."""
+        return (finding.check in self.effect_checks and any(key_matches(finding.key, k) for k in self.effect_keys)
+                and (not self.layers or finding.evidence.get("layer") in self.layers))
+
+    def is_cause(self, finding: Finding) -> bool:
+        return (not self.cause_checks or finding.check in self.cause_checks) and key_matches(finding.key, self.cause_key)
+
+    def explains(self, consequence: Finding, cause: Finding) -> bool:
+        return (consequence is not cause and self.is_cause(cause) and self.could_explain(consequence)
+                and (self.across_targets or cause.target == consequence.target)
+                and (self.related is None or self.related(consequence, cause)))
+
+
+def _verdicts(finding: Finding) -> list[str]:
+    """The firewall verdicts a path finding names (`host_forward_verdict`, `host_input_verdict`)."""
+    return [str(v) for k, v in finding.evidence.items() if k.endswith("_verdict") and isinstance(v, str)]
+
+
+def _strings(value) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
+def _names_the_same_rule(consequence: Finding, cause: Finding) -> bool:
+    """The firewall finding names what stopped the path finding: the same rule (its text), or the policy of
+    the same chain. Path verdicts read "PLACE: RULE-OR-POLICY" (netdoctor/firewall/path.py)."""
+    named = list(_strings(cause.evidence))
+    for verdict in _verdicts(consequence):
+        place, _, decided = verdict.partition(": ")
+        if decided and any(decided in text for text in named):
+            return True
+        if " policy " in decided and "policy" in cause.evidence and place in named:
+            return True
+    return False
+
+
+def _decided_by_a_policy(consequence: Finding, cause: Finding) -> bool:
+    """No rule stopped the path: a chain's policy did (Docker's ACCEPT rules are gone)."""
+    return any(" policy " in verdict.partition(": ")[2] for verdict in _verdicts(consequence))
+
+
+def _lost_at_the_gateway(consequence: Finding, cause: Finding) -> bool:
+    """The silent gateway itself, or a path that broke at it."""
+    return consequence.key == "gateway-silent" or consequence.evidence.get("layer") == "gateway"
+
+
+def _same_network(consequence: Finding, cause: Finding) -> bool:
+    return _suffix(consequence.key).rpartition("@")[2] == _suffix(cause.key)
+
+
+def _same_gateway(consequence: Finding, cause: Finding) -> bool:
+    return bool(cause.evidence.get("gateway")) and consequence.evidence.get("gateway") == cause.evidence.get("gateway")
+
+
+def _measured_at_the_limit(consequence: Finding, cause: Finding) -> bool:
+    """The path MTU measured is the one the static comparison predicted: the same fault, seen twice."""
+    measured = consequence.evidence.get("path_mtu")
+    return measured is not None and measured == cause.evidence.get("limit")
+
+
+def _data_port_rule(consequence: Finding, cause: Finding) -> bool:
+    return cause.evidence.get("rule") in (consequence.evidence.get("local_rules_dropping_vxlan") or ())
+
+
+def _timed_out(consequence: Finding, cause: Finding) -> bool:
+    return consequence.evidence.get("outcome") == "timeout"
+
+
+def _inside_colliding_route(consequence: Finding, cause: Finding) -> bool:
+    """The target's own address lies in the host route that takes its replies elsewhere."""
+    source, route = consequence.evidence.get("source"), str(cause.evidence.get("route", "")).split(" ")[0]
+    try:
+        return bool(source) and ipaddress.ip_address(source) in ipaddress.ip_network(route, strict=False)
+    except ValueError:
+        return False
+
+
+# Order matters where two rules could claim one finding: the first that matches wins.
+RULES: tuple[Rule, ...] = (
+    Rule("target has no default route", ("reachability",), "no-default-route", PATH_CHECKS,
+         layers=("no_route",), because="the target has no route out: connections beyond its own subnets fail at once"),
+    Rule("host side of the link is down", ("reachability",), "host-link-down:*", PATH_CHECKS,
+         effect_keys=("gateway-silent", "probe:*", "nameserver-silent:*", "peer:*"), related=_lost_at_the_gateway,
+         because="the host's bridge (or veth) on the target's link is down, so nothing answers for the gateway"),
+    Rule("macvlan parent unusable", ("macvlan",), "parent-*", ("macvlan",), effect_keys=("gateway-silent:*",),
+         related=_same_network, because="the parent interface carries the network; without it the gateway is out of reach"),
+    Rule("gateway silent", ("reachability",), "gateway-silent", PATH_CHECKS, layers=("gateway",),
+         because="nothing answers ARP for the target's gateway: packets never leave its link"),
+    Rule("macvlan gateway silent", ("macvlan",), "gateway-silent:*", ("reachability",), effect_keys=("gateway-silent",),
+         related=_same_gateway, because="the macvlan network's gateway does not answer"),
+    Rule("forwarding off", ("ip_forward",), "forwarding-off", PATH_CHECKS, layers=("forwarding",),
+         because="the host does not forward IPv4 (net.ipv4.ip_forward=0): routed packets stop at the host"),
+    Rule("firewall rule drops the path", (), "firewall-drop*", PATH_CHECKS, layers=("firewall",),
+         related=_names_the_same_rule, because="a firewall rule on the host drops the target's packets"),
+    Rule("Docker's firewall rules missing", (), "docker-rules-missing*", PATH_CHECKS, layers=("firewall",),
+         related=_decided_by_a_policy,
+         because="Docker's chains and ACCEPT rules are gone, so the chain's DROP policy decides"),
+    Rule("MASQUERADE missing", ("reachability",), "masquerade-missing", PATH_CHECKS, layers=("nat",),
+         because="the host does not NAT the target's private address: replies cannot find their way back"),
+    Rule("host route collides with the target's subnet", ("subnet_overlap",), "route-inside:*", PATH_CHECKS,
+         layers=("beyond_host", "far_end"), related=_inside_colliding_route,
+         because="a host route inside the target's subnet takes the replies to its address elsewhere"),
+    Rule("conntrack table full", ("conntrack",), "table-full", PATH_CHECKS, layers=("beyond_host", "far_end"),
+         related=_timed_out, across_targets=True,
+         because="the host's connection-tracking table is full: the first packet of new connections is dropped"),
+    Rule("icc=false not enforced", ("bridge_nf",), "icc-unenforced:*", ("icc",), effect_keys=("peer-unisolated:*",),
+         related=_same_network, because="bridged traffic bypasses iptables, so Docker's icc=false rule never applies"),
+    Rule("interface MTU above the egress path", ("mtu",), "mtu-mismatch:*", ("mtu",),
+         effect_keys=("pmtu-blackhole:*", "pmtu-smaller:*"), related=_measured_at_the_limit,
+         because="the target's interface is bigger than the host's egress path: the measured path MTU is that limit"),
+    Rule("swarm data port dropped here", ("vxlan",), "firewall-drop*", ("vxlan",), effect_keys=("data-path-broken:*",),
+         related=_data_port_rule, because="this node's firewall drops the VXLAN packets (UDP 4789)"),
+)
+
+
+def _linked(findings: Iterable[Finding]) -> list[Finding]:
+    return [f for f in findings if f.status in LINKED_STATUSES]
+
+
+def direct_cause(finding: Finding, candidates: list[Finding], rules: tuple[Rule, ...] = RULES) -> Finding | None:
+    """The finding `finding` follows from directly: the first rule that explains it, its worst cause."""
+    if finding.status not in LINKED_STATUSES:
+        return None
+    for rule in rules:
+        if not rule.could_explain(finding):
+            continue
+        found = [c for c in candidates if c.status in LINKED_STATUSES and rule.explains(finding, c)]
+        if found:
+            return max(found, key=lambda c: (c.status.rank, c.id))
+    return None
+
+
+def link(findings: Iterable[Finding], rules: tuple[Rule, ...] = RULES) -> dict[str, Finding]:
+    """Each consequence's id -> its root cause (the end of the chain of direct causes)."""
+    candidates = _linked(findings)
+    direct = {f.id: c for f in candidates if (c := direct_cause(f, candidates, rules)) is not None}
+    roots = {}
+    for finding_id, cause in direct.items():
+        seen = {finding_id}
+        while cause.id in direct and cause.id not in seen:  # a cycle would be two rules contradicting: stop
+            seen.add(cause.id)
+            cause = direct[cause.id]
+        if cause.id != finding_id:
+            roots[finding_id] = cause
+    return roots
+
+
+def as_consequence(finding: Finding, root: Finding) -> Finding:
+    """`finding` marked as following from `root`: its id in `caused_by`, a short "because" opening its detail."""
+    because = f"Because of {root.check}: {root.title}" + ("" if root.title.endswith(".") else ".")
+    return replace(finding, caused_by=root.id, detail=because + (f"\n{finding.detail}" if finding.detail else ""))
+
+
+def apply(findings: list[Finding], rules: tuple[Rule, ...] = RULES) -> list[Finding]:
+    """The findings, with every consequence marked (see as_consequence)."""
+    roots = link(findings, rules)
+    return [as_consequence(f, roots[f.id]) if f.id in roots and f.caused_by is None else f for f in findings]
+
+
+def tally(findings: Iterable[Finding]) -> tuple[int, int]:
+    """(root causes, consequences) of a report: warn/fail findings that follow from none, and those that do."""
+    linked = _linked(findings)
+    consequences = sum(1 for f in linked if f.caused_by)
+    return len(linked) - consequences, consequences
+
+
+class Linker:
+    """Links a stream of findings that arrives one check job at a time (runner.run_jobs).
+
+    A finding is passed on at once unless some rule could still explain it by a finding of a job that has
+    not finished (a dns timeout waits for ip_forward, reachability and the firewall checks on its target);
+    then it is held and passed on, marked, once they have. Every finding comes out exactly once.
+    """
+
+    def __init__(self, jobs: Iterable[tuple[str, str]], rules: tuple[Rule, ...] = RULES):
+        self.rules = rules
+        self.pending = set(jobs)        # (check id, target label) still running
+        self.seen: list[Finding] = []
+        self.held: list[Finding] = []
+
+    def add(self, check: str, target: str, findings: Iterable[Finding]) -> list[Finding]:
+        """One job's findings, now that it has finished; returns those that can be passed on."""
+        self.pending.discard((check, target))
+        findings = list(findings)
+        self.seen += findings
+        self.held += findings
+        return self._release()
+
+    def finish(self) -> list[Finding]:
+        """Everything still held: no job is left that could explain it."""
+        self.pending.clear()
+        return self._release()
+
+    def _may_be_explained_later(self, finding: Finding) -> bool:
+        if finding.status not in LINKED_STATUSES:
+            return False
+        return any(rule.could_explain(finding) and any(
+            (not rule.cause_checks or check in rule.cause_checks) and (rule.across_targets or target == finding.target)
+            for check, target in self.pending) for rule in self.rules)
+
+    def _release(self) -> list[Finding]:
+        waiting = {f.id for f in self.held if self._may_be_explained_later(f)}
+        candidates = _linked(self.seen)
+        changed = True
+        while changed:  # a finding whose cause still waits may still change root with it
+            changed = False
+            for finding in self.held:
+                cause = direct_cause(finding, candidates, self.rules)
+                if finding.id not in waiting and cause is not None and cause.id in waiting:
+                    waiting.add(finding.id)
+                    changed = True
+        ready = [f for f in self.held if f.id not in waiting]
+        self.held = [f for f in self.held if f.id in waiting]
+        roots = link(self.seen, self.rules)
+        # causes before their consequences: a stream reader meets the root cause first
+        return [f for f in ready if f.id not in roots] + [as_consequence(f, roots[f.id]) for f in ready if f.id in roots]
+
+
+def explain(check_id: str, rules: tuple[Rule, ...] = RULES) -> str:
+    """For `netdoctor explain CHECK`: the root causes its findings can follow from, and what they can explain."""
+    lines = []
+    follows = [r for r in rules if check_id in r.effect_checks]
+    if follows:
+        lines.append("Its warn/fail findings can be consequences of these root causes (then they carry caused_by and "
+                     "show under the cause):")
+        for rule in follows:
+            who = "/".join(rule.cause_checks) if rule.cause_checks else "a firewall check"
+            lines.append(f"  - {who} `{rule.cause_key}` ({rule.name}): {rule.because}")
+    explains = [r for r in rules if check_id in r.cause_checks]
+    if explains:
+        lines.append("Its findings can be the root cause of:")
+        for rule in explains:
+            lines.append(f"  - {', '.join(rule.effect_checks)} findings, through `{rule.cause_key}` ({rule.name})")
+    return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""The node agent: netdoctor's image run next to one engine, diagnosing that engine's host and containers.
+
+It is what `docker run --network none --pid host --cap-add ... -v /var/run/docker.sock:... netdoctor check`
+is in README's "alongside" mode, started through the engine's API by whoever needs a node diagnosed: the
+Swarm task on each node (`check --swarm`, netdoctor/swarm/task.py) or the manager itself for a remote
+engine (`check -H URL`, `--context NAME`). It reports through netdoctor/swarm/protocol.py on stdout:
+hello, plan, each finding as it completes, with --swarm its half of the node matrix (probe.py), done.
+
+Swarm services cannot have --pid host or the capabilities this needs, which is why a Swarm task starts
+this container through its own node's engine rather than being it. The container is started with
+auto-remove, exits on its own within the plan's deadline, and is removed by whoever started it when they
+are stopped: nothing is left behind on the node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from netdoctor.swarm.protocol import Emitter
+
+AGENT_LABEL = "netdoctor.agent"  # on every container netdoctor starts on a node: never diagnosed, always removed
+SOCKET = "/var/run/docker.sock"
+CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "NET_RAW"]
+
+
+def start(engine, image: str, plan: dict, task: str | None = None):
+    """Create and start the node agent on `engine` (a docker SDK client); returns (container, stream of
+    (stdout, stderr) byte chunks). Attached before it starts, so no output is missed."""
+    args = ["agent", "node", "--plan", json.dumps(plan, separators=(",", ":"))] + (["--task", task] if task else [])
+    container = engine.containers.create(
+        image, args, name=f"netdoctor-{plan['run']}-node", network_mode="none", pid_mode="host",
+        cap_add=CAPABILITIES, volumes={SOCKET: {"bind": SOCKET, "mode": "rw"}}, auto_remove=True,
+        labels={AGENT_LABEL: plan["run"]}, stop_signal="SIGINT")
+    stream = engine.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
+    container.start()
+    return container, stream
+
+
+def engine_namespace() -> str | None:
+    """The network namespace the engine runs in, when it is not the machine's own (a lab node's dockerd in a
+    namespace of its own): the namespace of the dockerd that shares our containerd shim's namespace."""
+    from netdoctor.targets import default_host_netns
+
+    def inode(path: str) -> int | None:
+        try:
+            return os.stat(path).st_ino
+        except OSError:
+            return None
+
+    shim = inode(f"/proc/{os.getppid()}/ns/net")
+    default, _ = default_host_netns()
+    if shim is None or (default and inode(default) == shim):
+        return None
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (entry / "comm").exists():
+            try:
+                if (entry / "comm").read_text().strip() == "dockerd" and inode(f"{entry}/ns/net") == shim:
+                    return f"{entry}/ns/net"  # stable while the engine runs, unlike the shim's
+            except OSError:
+                continue
+    return f"/proc/{os.getppid()}/ns/net"
+
+
+def choose_targets(plan: dict, docker, me: dict) -> tuple[list[str], list[str], list[str]]:
+    """What this node diagnoses: the targets named (`NODE/SPEC` only on that node; a container that is not
+    here is `missing`, not an error), the containers the selector picks, or by default every running
+    container and the host. netdoctor's own containers are never targets. Returns (targets, the specs
+    that applied to this node, those missing here)."""
+    from netdoctor.dockerapi import ContainerNotFound
+    from netdoctor.request import Selector
+    from netdoctor.selection import SelectionError, select
+
+    names_of_me = {me["name"], me["id"], me["id"][:12], me["addr"]} - {""}
+    targets, asked, missing = [], [], []
+    for named in plan["targets"]:
+        node, slash, spec = named.partition("/")
+        if not slash or ":" in node:  # not NODE/SPEC: every node is asked
+            spec = named
+        elif node not in names_of_me:
+            continue
+        asked.append(named)
+        kind, _, name = spec.partition(":")
+        if spec in ("host", "self") or kind in ("pid", "netns"):
+            targets.append(spec)
+            continue
+        try:
+            docker.container(name if kind == "container" else spec)
+            targets.append(spec)
+        except ContainerNotFound:
+            missing.append(named)
+    selector = Selector(**plan["selector"])
+    if selector.active or not plan["targets"]:
+        try:
+            chosen = select(docker, selector if selector.active else Selector(all=True))
+        except SelectionError:
+            chosen = []
+        targets += [c.id for c in chosen if AGENT_LABEL not in c.labels]
+        if not selector.active:
+            targets.append("host")
+    return targets, asked, missing
+
+
+def diagnose_node(plan: dict, emit: Emitter, task: str | None = None) -> None:
+    from netdoctor.core import diagnose
+    from netdoctor.dockerapi import DockerSession
+    from netdoctor.errors import NetdoctorError
+    from netdoctor.request import build
+
+    started = time.monotonic()
+    docker = DockerSession()
+    info = docker.info()
+    swarm = info.get("Swarm") or {}
+    me = {"id": swarm.get("NodeID") or info.get("ID", ""), "name": info.get("Name", ""),
+          "addr": swarm.get("NodeAddr", ""), "engine": info.get("ServerVersion", "")}
+    emit("hello", node=me)
+    targets, asked, missing = choose_targets(plan, docker, me)
+    try:
+        request = build(targets=targets, checks=plan["checks"] or None, skip=plan["skip"] or None,
+                        timeout=plan["timeout"], host_netns=engine_namespace(), peers=plan["peers"],
+                        probes=plan["probes"], resolve=plan["resolve"], cwd=Path("/"))
+        if plan.get("explicit") is not None:
+            from dataclasses import replace
+
+            request = replace(request, explicit=plan["explicit"])
+        diagnosis = diagnose(request, tolerant=True)
+    except NetdoctorError as exc:
+        emit("plan", targets=[], jobs=[], asked=asked, missing=missing)
+        emit("error", message=str(exc))
+        emit("done", duration_ms=(time.monotonic() - started) * 1000)
+        return
+    with diagnosis:
+        emit("plan", targets=[t.to_dict() for t in diagnosis.targets],
+             jobs=[[info.id, target.label] for info, target in diagnosis.jobs], asked=asked, missing=missing)
+        row: dict = {}
+        matrix = None
+        if plan.get("swarm") and me["id"]:
+            matrix = threading.Thread(target=_measure, args=(plan, me, diagnosis.session, docker, task, row),
+                                      name="node matrix", daemon=True)
+            matrix.start()
+        for finding in diagnosis:
+            emit("finding", **finding.to_dict())
+        if matrix is not None:
+            matrix.join()
+            emit("row", **row)
+    emit("done", duration_ms=(time.monotonic() - started) * 1000)
+
+
+def _measure(plan: dict, me: dict, session, docker, task: str | None, row: dict) -> None:
+    from netdoctor.swarm.probe import measure
+
+    swarm = plan["swarm"]
+    try:
+        overlay = None
+        if task:
+            task_pid = docker.container(task, fresh=True).pid
+            overlay = session.view(f"/proc/{task_pid}/ns/net", "netdoctor task") if task_pid else None
+
+        def endpoints() -> dict[str, str]:
+            """{node address: our task's address on our overlay} as this node's engine knows them."""
+            verbose = docker.network_verbose(swarm["network"])
+            tasks = ((verbose.get("Services") or {}).get(swarm["service"]) or {}).get("Tasks") or ()
+            return {t["Info"]["Host IP"]: t["EndpointIP"] for t in tasks if (t.get("Info") or {}).get("Host IP")}
+
+        row.update(measure(swarm, me["id"], session.host, overlay, endpoints, plan["timeout"], swarm["window"]))
+    except Exception as exc:  # the row says what failed; the node's findings still stand
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        row.update(node=me["id"], errors=[f"the node matrix could not be measured: {type(exc).__name__}: {exc} "
+                                          f"(at {where.filename}:{where.lineno})"])
+
+
+def main(plan_text: str, task: str | None) -> int:
+    """`netdoctor agent node`: always exits 0 after `done`; what went wrong travels as records."""
+    emit = Emitter(sys.stdout)
+    plan = json.loads(plan_text)
+    deadline = float(plan.get("node_deadline") or 0)
+    if deadline:
+        threading.Thread(target=_watchdog, args=(emit, deadline), name="node deadline", daemon=True).start()
+    try:
+        diagnose_node(plan, emit, task)
+    except Exception as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        emit("error", message=f"the node agent failed: {type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})")
+        emit("done", duration_ms=0)
+    sys.stdout.flush()
+    os._exit(0)  # probes abandoned by their checks may still wait on daemon threads: nothing to finish
+
+
+def _watchdog(emit: Emitter, seconds: float) -> None:
+    time.sleep(seconds)
+    emit("error", message=f"the node's diagnosis did not finish within {seconds:g} s; its findings so far stand")
+    emit("done", duration_ms=seconds * 1000)
+    sys.stdout.flush()
+    os._exit(0)

@@ -1,0 +1,190 @@
+"""netdoctor's Engine API client against a fake engine of the test's own: an HTTP server on a Unix socket
+(and on loopback TCP with TLS, certificates made by openssl), answering canned inspect documents. What it
+proves: the requests a run makes (one per container and network, whatever the number of checks asking),
+errors named as the user needs them, and DOCKER_HOST / DOCKER_TLS_VERIFY / DOCKER_CERT_PATH read as the
+docker CLI reads them. The real engine: every test of the real-fault tier."""
+
+import http.server
+import json
+import shutil
+import socket
+import socketserver
+import ssl
+import subprocess
+import threading
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from netdoctor.dockerapi import ContainerNotFound, DockerSession, DockerUnavailable
+from netdoctor.errors import BadInput
+
+WEB = {"Id": "f" * 64, "Name": "/web", "State": {"Status": "running", "Pid": 4242},
+       "Config": {"Image": "shop/web", "Labels": {"tier": "web"}}, "HostConfig": {"NetworkMode": "shop"},
+       "NetworkSettings": {"Networks": {"shop": {"NetworkID": "n" * 64, "IPAddress": "10.70.0.2", "IPPrefixLen": 24},
+                                        "gone": {"NetworkID": "g" * 64, "IPAddress": "10.71.0.2", "IPPrefixLen": 24}}}}
+SHOP = {"Id": "n" * 64, "Name": "shop", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "10.70.0.0/24"}]}}
+
+
+class Engine(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as dockerd speaks it
+    routes: dict = {}
+    requests: list = []
+
+    def do_GET(self):
+        url = urlsplit(self.path)
+        self.requests.append((url.path, parse_qs(url.query)))
+        status, body = self.routes.get(url.path, (404, {"message": f"page not found: {url.path}"}))
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+class UnixEngine(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self):
+        conn, _ = super().get_request()
+        return conn, ("local", 0)  # BaseHTTPRequestHandler wants a (host, port) client address
+
+
+@pytest.fixture
+def engine(tmp_path, monkeypatch):
+    """A fake engine on tmp_path/docker.sock, DOCKER_HOST pointing at it."""
+    Engine.requests = []
+    Engine.routes = {"/containers/web/json": (200, WEB), f"/containers/{'f' * 64}/json": (200, WEB),
+                     f"/networks/{'n' * 64}": (200, SHOP), "/containers/json": (200, [{"Id": "f" * 64, "State": "running"}]),
+                     "/info": (200, {"ServerVersion": "28.5.2", "Swarm": {"LocalNodeState": "inactive"}})}
+    path = str(tmp_path / "docker.sock")
+    server = UnixEngine(path, Engine)
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+    yield Engine
+    server.shutdown()
+    server.server_close()
+
+
+def test_each_container_and_network_is_asked_for_once_per_run(engine):
+    session = DockerSession()
+    web = session.container("web")
+    assert (web.name, web.pid, [a.network for a in web.attachments]) == ("web", 4242, ["shop", "gone"])
+    assert session.container("web") is web and session.container("f" * 64) is web
+    assert [n.name for _, n in session.networks_of(web)] == ["shop"]  # the removed network is left out
+    session.networks_of(web)
+    assert [path for path, _ in engine.requests] == ["/containers/web/json", f"/networks/{'n' * 64}", f"/networks/{'g' * 64}"]
+    session.close()
+
+
+def test_a_listing_inspects_only_what_the_run_has_not_seen(engine):
+    session = DockerSession()
+    session.container("web")
+    [listed] = session.containers(filters={"label": ["tier=web"]})
+    assert listed.name == "web"
+    path, query = engine.requests[-1]
+    assert path == "/containers/json" and json.loads(query["filters"][0]) == {"label": ["tier=web"]}
+    assert len(engine.requests) == 2  # the inspect was not repeated
+
+
+def test_states_ask_the_engine_again_in_one_call(engine):
+    session = DockerSession()
+    session.container("web")
+    assert session.states(["f" * 64, "e" * 64]) == {"f" * 64: "running"}
+    path, query = engine.requests[-1]
+    assert path == "/containers/json" and query["all"] == ["1"]
+    assert json.loads(query["filters"][0]) == {"id": ["f" * 64, "e" * 64]}
+
+
+def test_errors_are_named_for_the_user(engine, tmp_path, monkeypatch):
+    engine.routes["/containers/ghost/json"] = (404, {"message": "No such container: ghost"})
+    engine.routes["/info"] = (500, {"message": "daemon is shutting down"})
+    engine.routes["/networks"] = (200, b"<html>a proxy's error page</html>")
+    session = DockerSession()
+    with pytest.raises(ContainerNotFound, match="no container named or with id 'ghost'"):
+        session.container("ghost")
+    with pytest.raises(DockerUnavailable, match="refused /info: daemon is shutting down"):
+        session.info()
+    with pytest.raises(DockerUnavailable, match="is not JSON: is it a Docker engine"):
+        session.all_networks()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
+    with pytest.raises(DockerUnavailable, match="not reachable .no socket there: is dockerd running"):
+        DockerSession().info()
+    monkeypatch.setenv("DOCKER_HOST", "ssh://admin@build-host")
+    with pytest.raises(BadInput, match="unix:// or tcp://"):
+        DockerSession().info()
+
+
+def test_a_connection_the_engine_closed_is_replaced(engine):
+    session = DockerSession()
+    session.info()
+    for conn in session.engine._idle:  # the engine dropped the kept-alive connection meanwhile
+        conn.sock.shutdown(socket.SHUT_RDWR)
+    assert session.container("web").name == "web"
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    """A CA, the engine's certificate for 127.0.0.1 and a client certificate, as `dockerd --tlsverify` uses."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make the test's certificates (apt-get install openssl)")
+    certs = tmp_path_factory.mktemp("certs")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=certs, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+            "-subj", "/CN=test CA", "-keyout", "ca-key.pem", "-out", "ca.pem")
+    for name, subject, extension in (("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1"),
+                                     ("cert", "/CN=client", "extendedKeyUsage=clientAuth")):
+        key = "key.pem" if name == "cert" else f"{name}-key.pem"
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", subject,
+                "-keyout", key, "-out", f"{name}.csr")
+        (certs / f"{name}.ext").write_text(extension + "\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+                "-days", "1", "-extfile", f"{name}.ext", "-out", f"{name}.pem")
+    return certs
+
+
+@pytest.fixture
+def tls_engine(certificates, tmp_path, monkeypatch):
+    """The fake engine on 127.0.0.1 behind TLS with client certificates; DOCKER_CERT_PATH holds a copy of
+    the client's files (tests may change them)."""
+    certs = tmp_path / "certs"
+    shutil.copytree(certificates, certs)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(certificates / "ca.pem"))
+    context.load_cert_chain(certificates / "server.pem", certificates / "server-key.pem")
+    context.verify_mode = ssl.CERT_REQUIRED
+    Engine.requests = []
+    Engine.routes = {"/info": (200, {"ServerVersion": "28.5.2"})}
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Engine)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("DOCKER_CERT_PATH", str(certs))
+    yield certs
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_with_verification_and_client_certificates(tls_engine, monkeypatch):
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    assert DockerSession().info()["ServerVersion"] == "28.5.2"
+
+
+def test_tls_verification_refuses_an_engine_signed_by_another_ca(tls_engine, monkeypatch):
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    (tls_engine / "ca.pem").write_text((tls_engine / "cert.pem").read_text())  # trust something else
+    with pytest.raises(DockerUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+        DockerSession().info()
+
+
+def test_tls_without_verification_still_presents_the_client_certificate(tls_engine, monkeypatch):
+    monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)  # DOCKER_CERT_PATH alone: TLS, no verification
+    (tls_engine / "ca.pem").unlink()
+    assert DockerSession().info()["ServerVersion"] == "28.5.2"
