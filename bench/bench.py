@@ -1,11 +1,11 @@
 """Benchmark: netdoctor against the raw dump a user would otherwise take, side by side in one run.
 
-    sudo .venv/bin/python bench/bench.py [--runs 7] [--containers 50] [--python PATH] [--image netdoctor:latest]
+    sudo .venv/bin/python bench/bench.py [--runs 7] [--containers 50] [--python PATH ...] [--image IMAGE]
 
 It makes its own user-defined bridge network and starts --containers busybox web servers on it (each
 publishes port 80), with --dns pointing at a resolver the benchmark runs itself on the network's gateway,
 so every probe and every lookup stays on this machine. Then, interleaved run by run so that load on the
-machine hits all of them alike, it times:
+machine hits every series alike, it times:
 
 - `netdoctor --help`;
 - `netdoctor check` (every check) on the first container, and a netshoot-style sidecar on the same
@@ -16,8 +16,9 @@ machine hits all of them alike, it times:
   once per container, one after the other.
 
 It prints medians, min, max and peak RSS, the ratios against the targets, and the image's size. The
-containers and the network are removed at the end. `--python` times the netdoctor installed in another
-interpreter's environment (e.g. a venv with an older version), for before/after tables.
+containers and the network are removed at the end. `--python` (repeatable) times the netdoctor installed
+in each interpreter's environment, e.g. a venv with an older version, in the same run: a before/after
+table under the same conditions.
 """
 
 from __future__ import annotations
@@ -88,13 +89,33 @@ def verdict(value: float, target: float) -> str:
     return "ok" if value <= target else "OVER"
 
 
+def report(python: str, runs: dict[str, Series], count: int) -> None:
+    """The series of one netdoctor install and its ratios to the sidecar's."""
+    print(f"\nnetdoctor from {python}:")
+    for key in ("help", "check_1", "check_n"):
+        print("  " + runs[key].line())
+    one = runs["check_1"].median / runs["sidecar_1"].median
+    many = runs["check_n"].median / runs["sidecar_n"].median
+    help_ms = runs["help"].median * 1000
+    rss = max(max(runs["check_1"].rss), max(runs["check_n"].rss))
+    print(f"  check 1 container / 1 sidecar            {one:6.2f}x  (<= {TARGETS['check_1']}x)  {verdict(one, TARGETS['check_1'])}")
+    print(f"  check {count} containers / {count} sidecars        {many:6.3f}x  (<= {TARGETS['check_n']}x)  "
+          f"{verdict(many, TARGETS['check_n'])}")
+    print(f"  netdoctor --help                         {help_ms:6.0f} ms (<= {TARGETS['help_ms']} ms) "
+          f"{verdict(help_ms, TARGETS['help_ms'])}")
+    print(f"  peak RSS (1 and {count} containers)          {rss:6.1f} MiB (<= {TARGETS['rss_mib']} MiB) "
+          f"{verdict(rss, TARGETS['rss_mib'])}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--containers", type=int, default=50)
-    parser.add_argument("--python", default=sys.executable, help="interpreter whose installed netdoctor is timed")
+    parser.add_argument("--python", action="append", help="interpreter whose installed netdoctor is timed "
+                                                          "(repeatable; default: this one)")
     parser.add_argument("--image", default="netdoctor:latest", help="netdoctor image whose size is reported")
     args = parser.parse_args()
+    pythons = args.python or [sys.executable]
 
     import docker
 
@@ -115,50 +136,41 @@ def main() -> None:
                                                     network=network.name, dns=[gateway], labels={LABEL: run_id},
                                                     ports={"80/tcp": None}))
         names = [c.name for c in containers]
-        netdoctor = [args.python, "-m", "netdoctor"]
         env = {**os.environ, "NO_COLOR": "1"}
 
         def sidecar(name: str) -> list[str]:
             return ["docker", "run", "--rm", "--network", f"container:{name}", IMAGE, "sh", "-c", DUMP.format(gateway=gateway)]
 
-        runs = {key: Series(label) for key, label in (
-            ("help", "netdoctor --help"),
-            ("check_1", "netdoctor check web (all checks)"),
-            ("sidecar_1", "sidecar raw dump of web"),
-            ("check_n", f"netdoctor check --label ({len(names)} containers)"),
-            ("sidecar_n", f"{len(names)} sidecar raw dumps, one after the other"))}
+        sidecars = {"sidecar_1": Series("sidecar raw dump of web"),
+                    "sidecar_n": Series(f"{len(names)} sidecar raw dumps, one after the other")}
+        series = {python: {"help": Series("netdoctor --help"), "check_1": Series("netdoctor check web (all checks)"),
+                           "check_n": Series(f"netdoctor check --label ({len(names)} containers)"), **sidecars}
+                  for python in pythons}
         print(f"netdoctor benchmark: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, {len(names)} busybox "
-              f"containers on {network.name}, netdoctor from {args.python}\n", flush=True)
-        for _ in range(args.runs):  # interleaved: a load spike hits netdoctor and the sidecar alike
-            for key, measured in (
-                    ("help", lambda: measure(netdoctor + ["--help"], env)),
-                    ("check_1", lambda: measure(netdoctor + ["check", "--fail-on", "never", names[0]], env)),
-                    ("sidecar_1", lambda: measure(sidecar(names[0]), allowed=(0,))),
-                    ("check_n", lambda: measure(netdoctor + ["check", "--fail-on", "never", "--label",
-                                                             f"{LABEL}={run_id}"], env)),
-                    ("sidecar_n", lambda: sequence([sidecar(n) for n in names]))):
+              f"containers on {network.name}", flush=True)
+        for _ in range(args.runs):  # interleaved: a load spike hits every install and the sidecar alike
+            commands = [(sidecars["sidecar_1"], lambda: measure(sidecar(names[0]), allowed=(0,))),
+                        (sidecars["sidecar_n"], lambda: sequence([sidecar(n) for n in names]))]
+            for python in pythons:
+                netdoctor = [python, "-m", "netdoctor"]
+                commands += [
+                    (series[python]["help"], lambda nd=netdoctor: measure(nd + ["--help"], env)),
+                    (series[python]["check_1"], lambda nd=netdoctor: measure(nd + ["check", "--fail-on", "never", names[0]], env)),
+                    (series[python]["check_n"], lambda nd=netdoctor: measure(
+                        nd + ["check", "--fail-on", "never", "--label", f"{LABEL}={run_id}"], env))]
+            for into, measured in commands:
                 elapsed, rss = measured()
-                runs[key].times.append(elapsed)
-                runs[key].rss.append(rss)
-        for key, series in runs.items():
-            print(series.line(with_rss=not key.startswith("sidecar")))
-        one = runs["check_1"].median / runs["sidecar_1"].median
-        many = runs["check_n"].median / runs["sidecar_n"].median
-        help_ms = runs["help"].median * 1000
-        rss = max(max(runs["check_1"].rss), max(runs["check_n"].rss))
+                into.times.append(elapsed)
+                into.rss.append(rss)
+        for sidecar_series in sidecars.values():
+            print("  " + sidecar_series.line(with_rss=False))
+        for python in pythons:
+            report(python, series[python], len(names))
         size = image_size_mb(args.image)
-        print(f"\nratios (target):")
-        print(f"  check 1 container / 1 sidecar            {one:6.2f}x  (<= {TARGETS['check_1']}x)  {verdict(one, TARGETS['check_1'])}")
-        print(f"  check {len(names)} containers / {len(names)} sidecars        {many:6.3f}x  (<= {TARGETS['check_n']}x)  "
-              f"{verdict(many, TARGETS['check_n'])}")
-        print(f"  netdoctor --help                         {help_ms:6.0f} ms (<= {TARGETS['help_ms']} ms) "
-              f"{verdict(help_ms, TARGETS['help_ms'])}")
-        print(f"  peak RSS (1 and {len(names)} containers)          {rss:6.1f} MiB (<= {TARGETS['rss_mib']} MiB) "
-              f"{verdict(rss, TARGETS['rss_mib'])}")
         if size is None:
-            print(f"  image {args.image}: not built (bash scripts/build-image.sh)")
+            print(f"\nimage {args.image}: not built (bash scripts/build-image.sh)")
         else:
-            print(f"  image {args.image:<34} {size:6.0f} MB  (<= {TARGETS['image_mb']} MB)  {verdict(size, TARGETS['image_mb'])}")
+            print(f"\nimage {args.image}: {size:.0f} MB (<= {TARGETS['image_mb']} MB) {verdict(size, TARGETS['image_mb'])}")
     finally:
         for container in containers:
             container.remove(force=True)

@@ -162,7 +162,8 @@ def explain_failure(ctx, result, proto: str = "tcp", watch: DropWatch | None = N
     if route is None:
         return Layer("no_route", f"{ctx.target.label} has no {'IPv6 ' if family == socket.AF_INET6 else ''}route to "
                                  f"{dst}: the connection never left it",
-                     {"target_routes": [target.route_text(r) for r in target.routes if r.family == family]},
+                     {"target_routes": [target.route_text(r) for r in target.routes if r.family == family],
+                      "family": "ipv6" if family == socket.AF_INET6 else "ipv4"},
                      *default_route_fix(ctx, family))
     source = source_address(target, route)
     evidence: dict = {"target_route": target.route_text(route), "source": source}

@@ -16,6 +16,7 @@ Only warn and fail findings take part: a pass explains nothing and follows from 
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
@@ -123,6 +124,11 @@ def _data_port_rule(consequence: Finding, cause: Finding) -> bool:
     return cause.evidence.get("rule") in (consequence.evidence.get("local_rules_dropping_vxlan") or ())
 
 
+def _over_ipv4(consequence: Finding, cause: Finding) -> bool:
+    """reachability's `no-default-route` is about IPv4: an IPv6 path without a route has another cause."""
+    return consequence.evidence.get("family", "ipv4") == "ipv4"
+
+
 def _timed_out(consequence: Finding, cause: Finding) -> bool:
     return consequence.evidence.get("outcome") == "timeout"
 
@@ -139,7 +145,8 @@ def _inside_colliding_route(consequence: Finding, cause: Finding) -> bool:
 # Order matters where two rules could claim one finding: the first that matches wins.
 RULES: tuple[Rule, ...] = (
     Rule("target has no default route", ("reachability",), "no-default-route", PATH_CHECKS,
-         layers=("no_route",), because="the target has no route out: connections beyond its own subnets fail at once"),
+         layers=("no_route",), related=_over_ipv4,
+         because="the target has no route out: connections beyond its own subnets fail at once"),
     Rule("host side of the link is down", ("reachability",), "host-link-down:*", PATH_CHECKS,
          effect_keys=("gateway-silent", "probe:*", "nameserver-silent:*", "peer:*"), related=_lost_at_the_gateway,
          because="the host's bridge (or veth) on the target's link is down, so nothing answers for the gateway"),
@@ -178,6 +185,11 @@ def _linked(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.status in LINKED_STATUSES]
 
 
+def _explains_everywhere(finding: Finding, rules: tuple[Rule, ...]) -> bool:
+    """A cause that explains findings on every target (the host's conntrack table), not only its own."""
+    return any(rule.across_targets and rule.is_cause(finding) for rule in rules)
+
+
 def direct_cause(finding: Finding, candidates: list[Finding], rules: tuple[Rule, ...] = RULES) -> Finding | None:
     """The finding `finding` follows from directly: the first rule that explains it, its worst cause."""
     if finding.status not in LINKED_STATUSES:
@@ -191,18 +203,32 @@ def direct_cause(finding: Finding, candidates: list[Finding], rules: tuple[Rule,
     return None
 
 
-def link(findings: Iterable[Finding], rules: tuple[Rule, ...] = RULES) -> dict[str, Finding]:
-    """Each consequence's id -> its root cause (the end of the chain of direct causes)."""
-    candidates = _linked(findings)
+def _roots(findings: list[Finding], candidates: list[Finding], rules: tuple[Rule, ...]) -> dict[str, Finding]:
+    """Each of `findings` that is a consequence -> its root cause among `candidates` (the end of the chain)."""
     direct = {f.id: c for f in candidates if (c := direct_cause(f, candidates, rules)) is not None}
     roots = {}
-    for finding_id, cause in direct.items():
-        seen = {finding_id}
-        while cause.id in direct and cause.id not in seen:  # a cycle would be two rules contradicting: stop
+    for finding in findings:
+        cause = direct.get(finding.id)
+        seen = {finding.id}
+        while cause is not None and cause.id in direct and cause.id not in seen:  # a cycle: two rules contradict
             seen.add(cause.id)
             cause = direct[cause.id]
-        if cause.id != finding_id:
-            roots[finding_id] = cause
+        if cause is not None and cause.id != finding.id:
+            roots[finding.id] = cause
+    return roots
+
+
+def link(findings: Iterable[Finding], rules: tuple[Rule, ...] = RULES) -> dict[str, Finding]:
+    """Each consequence's id -> its root cause. Causes explain findings of their own target (and the few
+    host-wide ones every target's), so findings are linked target by target: linear in the report's size."""
+    by_target: dict[str, list[Finding]] = defaultdict(list)
+    for finding in _linked(findings):
+        by_target[finding.target].append(finding)
+    everywhere = [f for group in by_target.values() for f in group if _explains_everywhere(f, rules)]
+    roots: dict[str, Finding] = {}
+    for target, group in by_target.items():
+        candidates = group + [f for f in everywhere if f.target != target]
+        roots.update(_roots(group, candidates, rules))
     return roots
 
 
@@ -230,49 +256,74 @@ class Linker:
 
     A finding is passed on at once unless some rule could still explain it by a finding of a job that has
     not finished (a dns timeout waits for ip_forward, reachability and the firewall checks on its target);
-    then it is held and passed on, marked, once they have. Every finding comes out exactly once.
+    then it is held and passed on, marked, once they have. Every finding comes out exactly once. The work
+    per finished job is bounded by its target's findings, whatever the number of targets.
     """
 
     def __init__(self, jobs: Iterable[tuple[str, str]], rules: tuple[Rule, ...] = RULES):
         self.rules = rules
-        self.pending = set(jobs)        # (check id, target label) still running
-        self.seen: list[Finding] = []
-        self.held: list[Finding] = []
+        self.pending: dict[str, set[str]] = defaultdict(set)   # target -> checks still running on it
+        self.running: Counter[str] = Counter()                 # check -> jobs still running, on any target
+        for check, target in jobs:
+            self.pending[target].add(check)
+            self.running[check] += 1
+        self.pool: dict[str, list[Finding]] = defaultdict(list)  # target -> its warn/fail findings so far
+        self.everywhere: list[Finding] = []                      # causes that explain every target's findings
+        self.held: dict[str, list[Finding]] = defaultdict(list)  # target -> findings not passed on yet
+        self.host_wide_checks = {c for rule in rules if rule.across_targets for c in rule.cause_checks}
 
     def add(self, check: str, target: str, findings: Iterable[Finding]) -> list[Finding]:
         """One job's findings, now that it has finished; returns those that can be passed on."""
-        self.pending.discard((check, target))
-        findings = list(findings)
-        self.seen += findings
-        self.held += findings
-        return self._release()
+        self.pending[target].discard(check)
+        self.running[check] -= 1
+        touched = {target}
+        for finding in findings:
+            if finding.status in LINKED_STATUSES:
+                self.pool[finding.target].append(finding)
+                if _explains_everywhere(finding, self.rules):
+                    self.everywhere.append(finding)
+            self.held[finding.target].append(finding)
+            touched.add(finding.target)
+        if check in self.host_wide_checks:  # its verdict matters to every target's held findings
+            touched = set(self.held)
+        return [f for t in touched for f in self._release(t)]
 
     def finish(self) -> list[Finding]:
         """Everything still held: no job is left that could explain it."""
         self.pending.clear()
-        return self._release()
+        self.running.clear()
+        return [f for t in list(self.held) for f in self._release(t)]
 
     def _may_be_explained_later(self, finding: Finding) -> bool:
         if finding.status not in LINKED_STATUSES:
             return False
-        return any(rule.could_explain(finding) and any(
-            (not rule.cause_checks or check in rule.cause_checks) and (rule.across_targets or target == finding.target)
-            for check, target in self.pending) for rule in self.rules)
+        pending = self.pending.get(finding.target, set())
+        for rule in self.rules:
+            if not rule.could_explain(finding):
+                continue
+            if rule.across_targets and any(self.running[c] > 0 for c in rule.cause_checks):
+                return True
+            if pending and (not rule.cause_checks or pending & set(rule.cause_checks)):
+                return True
+        return False
 
-    def _release(self) -> list[Finding]:
-        waiting = {f.id for f in self.held if self._may_be_explained_later(f)}
-        candidates = _linked(self.seen)
+    def _release(self, target: str) -> list[Finding]:
+        held = self.held.get(target)
+        if not held:
+            return []
+        candidates = self.pool[target] + [f for f in self.everywhere if f.target != target]
+        waiting = {f.id for f in held if self._may_be_explained_later(f)}
         changed = True
         while changed:  # a finding whose cause still waits may still change root with it
             changed = False
-            for finding in self.held:
+            for finding in held:
                 cause = direct_cause(finding, candidates, self.rules)
                 if finding.id not in waiting and cause is not None and cause.id in waiting:
                     waiting.add(finding.id)
                     changed = True
-        ready = [f for f in self.held if f.id not in waiting]
-        self.held = [f for f in self.held if f.id in waiting]
-        roots = link(self.seen, self.rules)
+        ready = [f for f in held if f.id not in waiting]
+        self.held[target] = [f for f in held if f.id in waiting]
+        roots = _roots(ready, candidates, self.rules)
         # causes before their consequences: a stream reader meets the root cause first
         return [f for f in ready if f.id not in roots] + [as_consequence(f, roots[f.id]) for f in ready if f.id in roots]
 

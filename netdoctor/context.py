@@ -28,6 +28,7 @@ class Session:
         self.host_target = host_target(options.host_netns)
         self._views: dict[int, NamespaceView] = {}
         self._views_by_path: dict[str, NamespaceView] = {}  # checks ask for their view often: no stat each time
+        self._inodes: dict[str, int] = {}
         self._view_locks: dict[int, threading.Lock] = {}
         self._facts: dict[tuple, tuple[bool, Any]] = {}
         self._fact_locks: dict[tuple, threading.Lock] = {}
@@ -38,7 +39,7 @@ class Session:
         view = self._views_by_path.get(path)
         if view is not None:
             return view
-        key = namespace_inode(path)
+        key = self._inode(path)
         with self._lock:
             lock = self._view_locks.setdefault(key, threading.Lock())
         with lock:  # one namespace's thread starting does not hold up the others'
@@ -96,7 +97,14 @@ class Session:
             return True
 
     def same_namespace(self, path: str, other: str) -> bool:
-        return namespace_inode(path) == namespace_inode(other)
+        return self._inode(path) == self._inode(other)
+
+    def _inode(self, path: str) -> int:
+        """A namespace file's inode, looked up once per run: checks compare namespaces often."""
+        inode = self._inodes.get(path)
+        if inode is None:
+            inode = self._inodes[path] = namespace_inode(path)
+        return inode
 
     def close(self) -> None:
         with self._lock:

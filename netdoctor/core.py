@@ -97,7 +97,9 @@ def diagnose(request: Request, session: Session | None = None, tolerant: bool = 
     CannotCheck (no privilege, Docker unreachable while it is needed). With `tolerant`, a named target that
     cannot be diagnosed becomes an `error` finding instead (the TUI keeps going). `session` replaces the
     machine: tests hand in one answering from constructed facts. `catalogue`: the checks to choose from
-    (default: the built-in ones and the plugins installed)."""
+    (default: the built-in ones and the plugins installed). A --swarm or -H/--context request returns a
+    netdoctor.swarm.cluster.Gathering instead: the same interface, its findings made by netdoctor's image on
+    each engine and labelled with it."""
     catalogue = catalogue or discover()
     checks = select_checks(catalogue, request)
     if request.swarm or request.remote:  # netdoctor's image diagnoses each engine where it runs; gathered here

@@ -112,16 +112,25 @@ def connection_factory(address: str):
         path = parts.path if not parts.netloc else f"/{parts.netloc}{parts.path}"  # unix://var/run/x.sock, as the SDK
         return lambda: _UnixConnection(path, TIMEOUT)
     if parts.scheme in ("tcp", "http", "https"):
-        if not parts.hostname or not parts.port:
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or not port:
             raise BadInput(f"DOCKER_HOST {address!r}: expected tcp://HOST:PORT")
-        tls = _tls_context() if parts.scheme != "http" else None
+        try:
+            tls = _tls_context() if parts.scheme != "http" else None
+        except OSError as exc:  # TLS files missing, unreadable or not certificates (ssl.SSLError)
+            raise BadInput(f"the environment's Docker TLS settings are not usable (DOCKER_CERT_PATH="
+                           f"{os.environ.get('DOCKER_CERT_PATH', '')!r}): {getattr(exc, 'strerror', None) or exc}; "
+                           "expected a directory holding ca.pem, cert.pem and key.pem") from None
         if parts.scheme == "https" and tls is None:
             import ssl
 
             tls = ssl.create_default_context()
         if tls is not None:
-            return lambda: http.client.HTTPSConnection(parts.hostname, parts.port, timeout=TIMEOUT, context=tls)
-        return lambda: http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
+            return lambda: http.client.HTTPSConnection(parts.hostname, port, timeout=TIMEOUT, context=tls)
+        return lambda: http.client.HTTPConnection(parts.hostname, port, timeout=TIMEOUT)
     raise BadInput(f"DOCKER_HOST {address!r}: netdoctor speaks to the engine over unix:// or tcp:// (for ssh://, "
                    "forward the socket: ssh -nNL /tmp/docker.sock:/var/run/docker.sock HOST, then "
                    "DOCKER_HOST=unix:///tmp/docker.sock)")

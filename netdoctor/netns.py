@@ -52,7 +52,7 @@ class NamespaceWorker:
     dump of a busy host) does not hold up a sysctl read or the socket a probe needs. Each thread enters
     the namespace itself and stays there."""
 
-    MAX_THREADS = 4
+    MAX_THREADS = 2
 
     def __init__(self, path: str):
         self.path = path

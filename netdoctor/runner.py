@@ -1,7 +1,8 @@
 """Run checks concurrently against targets and yield findings as they complete.
 
 (check, target) jobs run on MAX_PARALLEL daemon worker threads. A check that raises becomes an `error`
-finding; one that outlives its deadline is reported as hung and abandoned (threads cannot be killed;
+finding; one that outlives its deadline while the run makes no progress (see Progress) is reported as
+hung and abandoned (threads cannot be killed;
 being daemons they do not hold the process open) and a new worker takes its place for the jobs still
 waiting, so hung checks never starve the rest.
 """
@@ -124,6 +125,34 @@ def run(checks: list[CheckInfo], targets: list[Target], session: Session, explic
         yield from findings
 
 
+class Progress:
+    """Whether a run is moving, to tell a hung check from a slow one. Wall time alone cannot: with 20 runs
+    on 2 cores, a check waiting its turn on a busy namespace thread sees nothing happen for longer than any
+    deadline. The run moves when a job finishes or the process gets work done (CPU time). A job is hung
+    after `deadline` seconds of neither, or after CAP deadlines whatever happens (a check spinning forever)."""
+
+    CPU = 0.5   # seconds of CPU time that count as the run moving
+    CAP = 4
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.moved()
+
+    def moved(self) -> None:
+        self._when, self._cpu = time.monotonic(), time.process_time()
+
+    def look(self, now: float) -> None:
+        """Note the work the process did since it last moved (once per look: reading CPU time costs)."""
+        if time.process_time() - self._cpu >= self.CPU:
+            self._when, self._cpu = now, time.process_time()
+
+    def stalled(self, began: float, now: float) -> float:
+        """How long the job started at `began` has gone without the run moving (everything past the cap)."""
+        if now - began > self.CAP * self.deadline:
+            return now - began
+        return now - max(began, self._when)
+
+
 def run_jobs(checks: list[CheckInfo], targets: list[Target], session: Session,
              explicit: bool = False) -> Iterator[tuple[CheckInfo, Target, list[Finding]]]:
     """Yield each (check, target) job with all its findings as it completes (root-cause linking needs to
@@ -137,6 +166,7 @@ def run_jobs(checks: list[CheckInfo], targets: list[Target], session: Session,
     abandoned: set[int] = set()
     bookkeeping = threading.Lock()
     deadline = session.options.check_deadline
+    progress = Progress(deadline)
 
     def worker() -> None:
         """Run queued jobs until none is left, or until the runner abandoned the one at hand (then the
@@ -169,21 +199,24 @@ def run_jobs(checks: list[CheckInfo], targets: list[Target], session: Session,
     pending = dict(enumerate(jobs))
     while pending:
         now = time.monotonic()
+        progress.look(now)
         with bookkeeping:
-            hung = [n for n, began in running.items() if now - began > deadline and n not in abandoned]
+            hung = [n for n, began in running.items() if progress.stalled(began, now) > deadline and n not in abandoned]
             abandoned.update(hung)
-            waits = [began + deadline - now for n, began in running.items() if n not in abandoned]
+            waits = [deadline - progress.stalled(began, now) for n, began in running.items() if n not in abandoned]
         for number in hung:
             start_worker()  # the hung job keeps its worker: another one takes over the queue
             info, target = pending.pop(number)
             ctx = CheckContext(info, target, session)
             yield info, target, [replace(ctx.finding(Status.ERROR, f"{info.title}: did not finish",
-                                                     detail=f"the check ran longer than {deadline:g}s and was abandoned",
+                                                     detail=f"the check ran for more than {deadline:g}s while the run "
+                                                            "made no progress, and was abandoned",
                                                      key="hung"), duration_ms=deadline * 1000)]
         try:
             number, findings = results.get(timeout=max(0.05, min(waits, default=0.5)))
         except queue.Empty:
             continue
+        progress.moved()
         job = pending.pop(number, None)
         if job is not None:
             yield job[0], job[1], findings

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from netdoctor.lab.fakehost import uplink
 from tests.conftest import unique
-from tests.fakehost import add_uplink
 
 COMPOSE_FILE = """\
 services:
@@ -48,12 +48,12 @@ class ComposeSet:
 
 
 @pytest.fixture
-def compose_set(make_network, make_container, make_netns, tmp_path, monkeypatch) -> ComposeSet:
+def compose_set(make_network, make_container, make_netns, lab_netns, tmp_path, monkeypatch) -> ComposeSet:
     project = unique("proj")
     compose_file = tmp_path / "compose.yaml"
     compose_file.write_text(COMPOSE_FILE)
     host = make_netns("host", forwarding=True)
-    add_uplink(host, 1400)
+    uplink(lab_netns, host, mtu=1400)
 
     def labels(service: str | None = None, network: str | None = None) -> dict[str, str]:
         found = {"com.docker.compose.project": project}

@@ -1,50 +1,48 @@
-"""A fake host: a netns with an 'uplink' veth of a chosen MTU and a default route through it.
+"""The tests' side of netdoctor/lab/fakehost.py, the one builder of a fake host with a "container" behind its
+bridge and an "internet" (also the lab's): namespaces from the make_netns fixture, the lab's services as
+processes inside them, and a ground truth for "does the container reach the remote" without netdoctor.
 
-Lets tests control host-side facts (forwarding, uplink MTU) without touching the real host's sysctls.
-No packet is sent: the route's gateway is never contacted.
+    fake = fakehost.build(lab_netns)                          # the whole host (the lab_netns fixture)
+    fakehost.uplink(lab_netns, make_netns("host"), mtu=1400)  # or some of its pieces
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
+from netdoctor.lab.fakehost import REMOTE, REMOTE_PORT, FakeHost
+from netdoctor.lab.topology import Plumbing, start_service
 from tests.conftest import sh
 
 
-def add_uplink(netns: str, mtu: int, name: str = "uplink0") -> None:
-    sh("ip", "-n", netns, "link", "add", name, "mtu", str(mtu), "type", "veth", "peer", "name", name + "p", "mtu", str(mtu))
-    sh("ip", "-n", netns, "addr", "add", "198.51.100.1/24", "dev", name)
-    sh("ip", "-n", netns, "link", "set", name, "up")
-    sh("ip", "-n", netns, "link", "set", name + "p", "up")
-    sh("ip", "-n", netns, "route", "add", "default", "via", "198.51.100.254", "dev", name)
+class LabNamespaces(Plumbing):
+    """Namespaces from a test's make_netns fixture: unique names, deleted after the test together with every
+    process in them (the services started here too), even when it fails. Nothing goes into the lab's state,
+    so `netdoctor lab down --all` never touches a test's objects."""
+
+    def __init__(self, make_netns, workdir: Path):
+        self.make_netns = make_netns
+        self.workdir = workdir
+
+    def netns(self, role: str, forwarding: bool | None = None) -> str:
+        return self.make_netns(role, forwarding=forwarding)
+
+    def spawn(self, role: str, module: str, *args: str, netns: str | None = None) -> int:
+        pidfile = self.workdir / f"{role}.pid"
+        argv = [sys.executable, "-m", module, *args, "--pidfile", str(pidfile)]
+        if netns:
+            argv = ["ip", "netns", "exec", netns, *argv]
+        return start_service(argv, pidfile, self.workdir / f"{role}.log", f"{module} ({role})").pid
 
 
-def add_bridge(netns: str, name: str, cidr: str) -> None:
-    """A bridge in the fake host carrying the host's address on that segment (like docker0)."""
-    sh("ip", "-n", netns, "link", "add", name, "type", "bridge")
-    sh("ip", "-n", netns, "addr", "add", cidr, "dev", name)
-    sh("ip", "-n", netns, "link", "set", name, "up")
+def in_ns(netns: str, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+    return sh("ip", "netns", "exec", netns, *command, check=check)
 
 
-def attach(host: str, bridge: str, guest: str, cidr: str, gateway: str | None = None, host_end: str = "") -> str:
-    """Plug netns `guest` into `bridge` of netns `host` by a veth (eth0 inside), like a container on a bridge
-    network; returns the host end's name."""
-    host_end = host_end or f"v{guest[-4:]}{bridge[-3:]}"[:15]
-    sh("ip", "-n", guest, "link", "add", "eth0", "type", "veth", "peer", "name", host_end, "netns", host)
-    sh("ip", "-n", guest, "addr", "add", cidr, "dev", "eth0")
-    sh("ip", "-n", guest, "link", "set", "eth0", "up")
-    sh("ip", "-n", host, "link", "set", host_end, "master", bridge, "up")
-    if gateway:
-        sh("ip", "-n", guest, "route", "add", "default", "via", gateway)
-    return host_end
-
-
-def add_outside(host: str, outside: str, name: str = "up0") -> str:
-    """Route the fake host's default route into netns `outside` (the 'internet' of a test); returns the
-    outside's address. Packets stay between namespaces the test created."""
-    sh("ip", "-n", host, "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", outside)
-    sh("ip", "-n", host, "addr", "add", "198.51.100.1/24", "dev", name)
-    sh("ip", "-n", host, "link", "set", name, "up")
-    sh("ip", "-n", outside, "addr", "add", "198.51.100.254/24", "dev", "eth0")
-    sh("ip", "-n", outside, "link", "set", "eth0", "up")
-    sh("ip", "-n", host, "route", "add", "default", "via", "198.51.100.254", "dev", name)
-    sh("ip", "-n", outside, "route", "add", "default", "via", "198.51.100.1")
-    return "198.51.100.254"
+def connects(fake: FakeHost, port: int = REMOTE_PORT) -> bool:
+    """Ground truth without netdoctor: can the container open a TCP connection to the remote?"""
+    code = ("import socket,sys\ns=socket.socket();s.settimeout(1)\n"
+            f"sys.exit(s.connect_ex(('{REMOTE}',{port})))")
+    return in_ns(fake.container, sys.executable, "-c", code, check=False).returncode == 0

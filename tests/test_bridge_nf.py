@@ -13,8 +13,8 @@ import pytest
 from netdoctor.facts import NamespaceView
 from netdoctor.netns import NamespaceWorker
 from netdoctor.probes.tcp import connect
+from netdoctor.lab.fakehost import attach, bridge
 from tests.conftest import sh
-from tests.fakehost import add_bridge, attach
 
 pytestmark = pytest.mark.docker
 
@@ -51,11 +51,11 @@ class Neighbours:
 
 
 @pytest.fixture
-def neighbours(make_netns):
+def neighbours(make_netns, lab_netns):
     host, a, b = make_netns("host"), make_netns("a"), make_netns("b")
-    add_bridge(host, BRIDGE, "10.78.1.1/24")
-    attach(host, BRIDGE, a, "10.78.1.2/24")
-    attach(host, BRIDGE, b, "10.78.1.3/24")
+    bridge(lab_netns, host, "10.78.1.1/24", name=BRIDGE)
+    attach(lab_netns, host, BRIDGE, a, "10.78.1.2/24", host_end="vetha")
+    attach(lab_netns, host, BRIDGE, b, "10.78.1.3/24", host_end="vethb")
     pair = Neighbours(host, a, b)
     yield pair
     pair.close()

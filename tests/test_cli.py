@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import run_cli
 
 EXPECTED_IDS = {"ip_forward", "mtu", "icc", "ports", "dns", "vxlan", "macvlan", "reachability",
-                "forward_policy", "bridge_nf", "subnet_overlap", "conntrack"}
+                "forward_policy", "bridge_nf", "subnet_overlap", "conntrack", "firewall"}
 STATUSES = {"pass", "info", "warn", "fail", "skip", "error"}
 
 

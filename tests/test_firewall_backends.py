@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from netdoctor.firewall import parse_json
-from tests import routedlab
+from netdoctor.lab import fakehost
+from netdoctor.lab.fakehost import REMOTE, REMOTE_PORT, UPLINK
 from tests.conftest import sh
 from tests.engines import Listener, connects
-from tests.fakehost import add_bridge, add_outside, attach
+from tests.fakehost import connects as reaches_remote  # tests.engines has a connects of its own
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "firewall"
 OUTSIDE_PORT = 8080
@@ -26,13 +27,13 @@ def in_ns(netns: str, *command: str, input: str | None = None) -> subprocess.Com
 
 
 @pytest.fixture
-def nft_host(make_netns):
+def nft_host(make_netns, lab_netns):
     """A fake host running Docker 29's nftables ruleset for bridge1 (192.0.2.0/24), with its "container"
-    192.0.2.2 and an outside namespace listening on 198.51.100.254:8080 (reachable only through NAT)."""
+    192.0.2.2 and an outside namespace listening on 203.0.113.2:8080 (reachable only through NAT)."""
     host, guest, outside = make_netns("h29", forwarding=True), make_netns("c29"), make_netns("o29")
-    add_bridge(host, "bridge1", "192.0.2.1/24")
-    attach(host, "bridge1", guest, "192.0.2.2/24", gateway="192.0.2.1")
-    address = add_outside(host, outside)
+    fakehost.bridge(lab_netns, host, "192.0.2.1/24", name="bridge1")
+    fakehost.attach(lab_netns, host, "bridge1", guest, "192.0.2.2/24", gateway="192.0.2.1")
+    address = fakehost.uplink(lab_netns, host, outside)
     in_ns(host, "nft", "-f", str(FIXTURES / "docker-29.nft"))
     listener = Listener(outside, address, OUTSIDE_PORT)
     yield host, guest, address
@@ -92,39 +93,37 @@ def test_docker_29_nftables_drops_direct_access_from_a_vpn(nft_host, make_netns,
 
 
 @pytest.fixture
-def lab(make_netns):
-    built = routedlab.build(make_netns)
-    yield built
-    routedlab.stop(built)
+def lab(lab_netns):
+    return fakehost.build(lab_netns)
 
 
 def test_mixed_host_legacy_drop_is_found_beside_iptables_nft(lab, netdoctor):
-    assert routedlab.connects(lab)
-    lab.in_ns(lab.fakehost, "iptables-legacy", "-A", "FORWARD", "-o", "up0", "-j", "DROP")
-    assert not routedlab.connects(lab)
-    assert "-A FORWARD" not in lab.in_ns(lab.fakehost, "iptables-nft-save").stdout   # invisible to iptables-nft
-    report = netdoctor(*lab.target_args("--checks", "forward_policy"))
+    assert reaches_remote(lab)
+    in_ns(lab.host, "iptables-legacy", "-A", "FORWARD", "-o", UPLINK, "-j", "DROP")
+    assert not reaches_remote(lab)
+    assert "-A FORWARD" not in in_ns(lab.host, "iptables-nft-save").stdout   # invisible to iptables-nft
+    report = netdoctor(*lab.target("--checks", "forward_policy").argv)
     [drop] = [f for f in report.of("forward_policy") if f["status"] == "fail"]
-    assert drop["evidence"]["where"] == "iptables-legacy filter FORWARD" and drop["evidence"]["rule"] == "-A FORWARD -o up0 -j DROP"
-    delete = f"ip netns exec {lab.fakehost} iptables-legacy -D FORWARD -o up0 -j DROP"
+    assert drop["evidence"]["where"] == "iptables-legacy filter FORWARD"
+    assert drop["evidence"]["rule"] == f"-A FORWARD -o {UPLINK} -j DROP"
+    delete = f"ip netns exec {lab.host} iptables-legacy -D FORWARD -o {UPLINK} -j DROP"
     assert drop["fix"]["commands"][0] == delete
-    [mixed] = [f for f in netdoctor("host", "--checks", "firewall", "--host-netns", lab.fakehost).of("firewall")
+    [mixed] = [f for f in netdoctor("host", "--checks", "firewall", "--host-netns", lab.host).of("firewall")
                if f["status"] == "warn"]
     assert "mixed-backends" in mixed["id"] and mixed["evidence"]["legacy_tables"] == ["ip filter"]
     subprocess.run(delete, shell=True, check=True)
-    assert routedlab.connects(lab)
+    assert reaches_remote(lab)
 
 
 def test_the_rule_that_dropped_the_probe_is_named_by_its_counter(lab, netdoctor):
     """A rule on packet length: netdoctor cannot tell statically whether it matches the probe (a partial
     drop); the counter it moves while the probe runs can."""
-    lab.iptables("-I", "FORWARD", "-m", "length", "--length", "0:100", "-j", "DROP")
-    assert not routedlab.connects(lab)
-    report = netdoctor(*lab.target_args("--checks", "reachability", "--probe", f"{routedlab.REMOTE_IP}:{routedlab.LISTEN_PORT}",
-                                        "--timeout", "1"))
+    in_ns(lab.host, "iptables", "-I", "FORWARD", "-m", "length", "--length", "0:100", "-j", "DROP")
+    assert not reaches_remote(lab)
+    report = netdoctor(*lab.target("--checks", "reachability", "--probe", f"{REMOTE}:{REMOTE_PORT}", "--timeout", "1").argv)
     [probe] = [f for f in report.of("reachability") if f["evidence"].get("probe")]
     assert probe["status"] == "fail" and probe["evidence"]["layer"] == "firewall"
     [moved] = probe["evidence"]["counters_moved"]
     assert moved.startswith("iptables-nft filter FORWARD: -A FORWARD -m length --length 0:100 -j DROP (+")
-    assert f"ip netns exec {lab.fakehost} iptables -D FORWARD -m length --length 0:100 -j DROP" in probe["fix"]["commands"]
+    assert f"ip netns exec {lab.host} iptables -D FORWARD -m length --length 0:100 -j DROP" in probe["fix"]["commands"]
     assert "nftrace" in probe["evidence"]["counter_method"]

@@ -12,10 +12,11 @@ import subprocess
 import pytest
 
 from netdoctor.facts import NamespaceView
+from netdoctor.lab import fakehost
+from netdoctor.lab.fakehost import UPLINK
 from netdoctor.netns import NamespaceWorker
 from netdoctor.probes.tcp import connect
 from tests.conftest import sh
-from tests.fakehost import add_bridge, add_outside, add_uplink, attach
 
 pytestmark = pytest.mark.docker
 
@@ -45,11 +46,11 @@ class Lab:
 
 
 @pytest.fixture
-def lab(make_netns):
+def lab(make_netns, lab_netns):
     host, guest, outside = make_netns("host", forwarding=True), make_netns("ctr"), make_netns("out")
-    add_bridge(host, BRIDGE, "10.77.1.1/24")
-    attach(host, BRIDGE, guest, "10.77.1.2/24", gateway="10.77.1.1")
-    lab = Lab(host, guest, outside, add_outside(host, outside))
+    fakehost.bridge(lab_netns, host, "10.77.1.1/24", name=BRIDGE)
+    fakehost.attach(lab_netns, host, BRIDGE, guest, "10.77.1.2/24", gateway="10.77.1.1")
+    lab = Lab(host, guest, outside, fakehost.uplink(lab_netns, host, outside, routes_back=True))  # no NAT here
     yield lab
     lab.close()
 
@@ -72,7 +73,7 @@ def test_policy_drop_without_accept_rule_fails_and_the_fix_restores_traffic(lab,
     assert {f["evidence"]["direction"] for f in failures} == {"outgoing", "replies"}
     outgoing = next(f for f in failures if f["evidence"]["direction"] == "outgoing")
     assert outgoing["evidence"]["decided_by"] == "FORWARD policy DROP"
-    assert outgoing["evidence"]["device"] == BRIDGE and outgoing["evidence"]["uplink"] == "up0"
+    assert outgoing["evidence"]["device"] == BRIDGE and outgoing["evidence"]["uplink"] == UPLINK
     assert f"ip netns exec {lab.host} iptables -I FORWARD -i {BRIDGE} -j ACCEPT" in outgoing["fix"]["commands"]
     assert report.exit_code == 1
     run_fix(outgoing["fix"]["commands"], lab.host)
@@ -113,10 +114,10 @@ def test_rule_dropping_only_some_ports_warns(lab, netdoctor):
 # --- real Docker networks: the fake host's rules name the real bridge and subnet ---------------------
 
 @pytest.fixture
-def docker_rules_host(make_netns):
+def docker_rules_host(make_netns, lab_netns):
     """A fake host holding a copy of the filter table Docker wrote on the real host (read, never changed)."""
     host = make_netns("host", forwarding=True)
-    add_uplink(host, 1500)
+    fakehost.uplink(lab_netns, host)
     rules = sh("iptables-save", "-t", "filter").stdout
     subprocess.run(["ip", "netns", "exec", host, "iptables-restore"], input=rules, text=True, check=True)
     return host
@@ -157,12 +158,12 @@ def test_docker_user_reject_of_replies_by_subnet_fails(on_network, docker_rules_
     assert f"-o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN" in finding["fix"]["commands"][1]
 
 
-def test_a_host_namespace_without_the_bridge_is_judged_by_its_own_rules(on_network, make_netns, netdoctor):
+def test_a_host_namespace_without_the_bridge_is_judged_by_its_own_rules(on_network, make_netns, lab_netns, netdoctor):
     """--host-netns naming a namespace that does not hold the network's bridge is not the engine's: its missing
     Docker rules are no fault of Docker's (tests/test_firewall.py wipes them on a real engine's host)."""
     _, container, bridge = on_network
     host = make_netns("host", forwarding=True)
-    add_uplink(host, 1500)
+    fakehost.uplink(lab_netns, host)
     iptables(host, "-P", "FORWARD", "DROP")
     report = netdoctor(container.name, "--checks", "forward_policy", "--host-netns", host)
     drops = [f for f in report.of("forward_policy") if f["status"] == "fail"]

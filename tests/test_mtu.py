@@ -2,15 +2,18 @@
 
 import pytest
 
-from tests.fakehost import add_uplink
+from netdoctor.lab import fakehost
+from netdoctor.lab.fakehost import HOST_LAN_IP, HOST_WAN_IP, MASQUERADE, REMOTE, REMOTE_PORT, UPLINK
+from tests.fakehost import in_ns
 
 pytestmark = pytest.mark.docker
+ENDPOINT = f"{REMOTE}:{REMOTE_PORT}"
 
 
 @pytest.fixture
-def host_1400(make_netns):
+def host_1400(make_netns, lab_netns):
     name = make_netns("host", forwarding=True)
-    add_uplink(name, 1400)
+    fakehost.uplink(lab_netns, name, mtu=1400)
     return name
 
 
@@ -60,17 +63,13 @@ def test_against_the_real_host_uplink(make_container, netdoctor):
     assert statuses == ({"fail"} if uplink_mtu < 1500 else {"pass"})
 
 
-# Measured beyond the uplink: a routed lab (tests/routedlab.py) whose "internet" sits behind a 1400-byte uplink,
-# so the fake host itself answers bigger DF packets with "fragmentation needed" (the path-MTU search's own
-# tests are in tests/test_pmtu.py).
+# Measured beyond the uplink: a fake host (netdoctor/lab/fakehost.py) whose "internet" sits behind a 1400-byte
+# uplink, so the fake host itself answers bigger DF packets with "fragmentation needed" (the path-MTU search's
+# own tests are in tests/test_pmtu.py).
 
 @pytest.fixture
-def lab_1400(make_netns):
-    from tests import routedlab
-
-    built = routedlab.build(make_netns, uplink_mtu=1400)
-    yield built
-    routedlab.stop(built)
+def lab_1400(lab_netns):
+    return fakehost.build(lab_netns, uplink_mtu=1400)
 
 
 def _mismatch(report):
@@ -79,47 +78,38 @@ def _mismatch(report):
 
 
 def test_measured_path_mtu_beyond_the_uplink_follows_from_the_mismatch(lab_1400, netdoctor):
-    from tests.routedlab import GATEWAY_IP, REMOTE_IP, UPLINK_IP
-
-    report = netdoctor(*lab_1400.target_args("--checks", "mtu", "--probe", f"{REMOTE_IP}:8080", "--timeout", "1"))
+    report = netdoctor(*lab_1400.target("--checks", "mtu", "--probe", ENDPOINT, "--timeout", "1").argv)
     mismatch = _mismatch(report)
-    assert mismatch["status"] == "fail" and mismatch["evidence"]["egress_device"] == "up0"
-    assert mismatch["evidence"]["measured_path_mtu"] == {REMOTE_IP: 1400}
-    [measured] = [f for f in report.of("mtu") if f["key"] == f"pmtu-smaller:{REMOTE_IP}"]
+    assert mismatch["status"] == "fail" and mismatch["evidence"]["egress_device"] == UPLINK
+    assert mismatch["evidence"]["measured_path_mtu"] == {REMOTE: 1400}
+    [measured] = [f for f in report.of("mtu") if f["key"] == f"pmtu-smaller:{REMOTE}"]
     assert measured["status"] == "warn" and measured["evidence"]["path_mtu"] == 1400
     assert measured["evidence"]["smallest_df_packet_lost"] == 1401
-    assert measured["evidence"]["reported_by"] in (GATEWAY_IP, UPLINK_IP) and "the host itself" in measured["detail"]
+    assert measured["evidence"]["reported_by"] in (HOST_LAN_IP, HOST_WAN_IP) and "the host itself" in measured["detail"]
     # the same fault seen twice: the measurement is the static comparison's consequence
     assert measured["caused_by"] == mismatch["id"] and mismatch["caused_by"] is None
 
 
 def test_without_a_probe_only_the_interfaces_are_compared(lab_1400, netdoctor):
-    report = netdoctor(*lab_1400.target_args("--checks", "mtu", "--timeout", "1"))
+    report = netdoctor(*lab_1400.target("--checks", "mtu", "--timeout", "1").argv)
     assert _mismatch(report)["status"] == "fail" and "measured_path_mtu" not in _mismatch(report)["evidence"]
     assert not [f for f in report.of("mtu") if f["key"].startswith("pmtu")]
 
 
-def test_path_that_fits_passes_measured(make_netns, netdoctor):
-    from tests import routedlab
-
-    lab = routedlab.build(make_netns, uplink_mtu=1500)
-    try:
-        report = netdoctor(*lab.target_args("--checks", "mtu", "--probe", f"{routedlab.REMOTE_IP}:8080"))
-        assert report.statuses("mtu") == {"pass"}
-        [measured] = [f for f in report.of("mtu") if f["key"] == f"pmtu:{routedlab.REMOTE_IP}"]
-        assert measured["evidence"]["largest_df_packet_passed"] == 1500
-    finally:
-        routedlab.stop(lab)
+def test_path_that_fits_passes_measured(lab_netns, netdoctor):
+    lab = fakehost.build(lab_netns, uplink_mtu=1500)
+    report = netdoctor(*lab.target("--checks", "mtu", "--probe", ENDPOINT).argv)
+    assert report.statuses("mtu") == {"pass"}
+    [measured] = [f for f in report.of("mtu") if f["key"] == f"pmtu:{REMOTE}"]
+    assert measured["evidence"]["largest_df_packet_passed"] == 1500
 
 
 def test_router_message_is_believed_when_the_far_end_is_silent(lab_1400, netdoctor):
     """Without NAT the remote's echo replies never come back, but the fake host's 'fragmentation needed'
     does: the path MTU is what it says, and the evidence says who said it."""
-    from tests.routedlab import GATEWAY_IP, MASQUERADE, REMOTE_IP, UPLINK_IP
-
-    lab_1400.iptables(*(["-D" if a == "-A" else a for a in MASQUERADE]))
-    report = netdoctor(*lab_1400.target_args("--checks", "mtu", "--probe", f"{REMOTE_IP}:8080", "--timeout", "1"))
-    [measured] = [f for f in report.of("mtu") if f["key"] == f"pmtu-smaller:{REMOTE_IP}"]
+    in_ns(lab_1400.host, "iptables", *(["-D" if a == "-A" else a for a in MASQUERADE]))
+    report = netdoctor(*lab_1400.target("--checks", "mtu", "--probe", ENDPOINT, "--timeout", "1").argv)
+    [measured] = [f for f in report.of("mtu") if f["key"] == f"pmtu-smaller:{REMOTE}"]
     assert measured["evidence"]["largest_df_packet_passed"] is None and measured["evidence"]["path_mtu"] == 1400
-    assert measured["evidence"]["reported_by"] in (GATEWAY_IP, UPLINK_IP)
+    assert measured["evidence"]["reported_by"] in (HOST_LAN_IP, HOST_WAN_IP)
     assert "did not answer echo" in measured["detail"]

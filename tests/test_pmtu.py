@@ -1,8 +1,9 @@
 """mtu's path-MTU measurement against real paths with a small hop beyond the host, in namespaces we own:
 
-    box eth0 10.67.0.2 -- br0 10.67.0.1 [fakehost] up0 10.68.0.1 -- 10.68.0.2 [router] far0 10.69.0.1 -- 10.69.0.2 [far]
-                                          MASQUERADE 10.67.0.0/24                                   web :8080
-Every MTU on the box and the fake host is 1500. The hop router -> far is the small one:
+    box eth0 10.77.0.2 -- br0 10.77.0.1 [host] uplink0 203.0.113.1 -- 203.0.113.2 [router] far0 10.69.0.1 -- 10.69.0.2 [far]
+                          MASQUERADE 10.77.0.0/24                                                            web :8080
+The box and the host are netdoctor/lab/fakehost.py's, with a router in place of its "internet". Every MTU
+on the box and the fake host is 1500. The hop router -> far is the small one:
 - black hole: the far end's interface has MTU 1280; the router's side 1500 sends full frames the far
   side drops without a word (veth enforces the receiver's MTU, give or take a VLAN header's 4 bytes);
 - fragmentation needed: the router's own side has MTU 1280, so it refuses bigger DF packets and says so;
@@ -13,19 +14,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 from dataclasses import dataclass
 
 import pytest
 
+from netdoctor.lab import fakehost
+from netdoctor.lab.fakehost import BRIDGE, CONTAINER_IP, HOST_LAN_IP, MASQUERADE, REMOTE as ROUTER
 from tests.conftest import Report, run_cli, sh
-from tests.routedlab import _wait_listening, end
 
-BOX, GATEWAY = "10.67.0.2", "10.67.0.1"
-UPLINK, ROUTER, ROUTER_FAR, FAR, FAR_NAMESERVER = "10.68.0.1", "10.68.0.2", "10.69.0.1", "10.69.0.2", "10.69.0.53"
+ROUTER_FAR, FAR, FAR_NAMESERVER = "10.69.0.1", "10.69.0.2", "10.69.0.53"
 PROBE = f"{FAR}:8080"
 
 
@@ -55,37 +54,28 @@ class Path:
 
 
 @pytest.fixture
-def path(make_netns):
+def path(make_netns, lab_netns):
     """Builds the path with a small last hop of the kind asked for."""
     made: list = []
 
     def build(kind: str) -> Path:
-        fakehost, box = make_netns("host", forwarding=True), make_netns("box")
+        host, box = make_netns("host", forwarding=True), make_netns("box")
         router, far = make_netns("router", forwarding=True), make_netns("far")
-        sh("ip", "-n", fakehost, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", fakehost, "addr", "add", f"{GATEWAY}/24", "dev", "br0")
-        sh("ip", "-n", fakehost, "link", "set", "br0", "up")
-        _link(fakehost, "vbox", None, box, "eth0", BOX)
-        sh("ip", "-n", fakehost, "link", "set", "vbox", "master", "br0")
-        sh("ip", "-n", box, "route", "add", "default", "via", GATEWAY)
-        _link(fakehost, "up0", UPLINK, router, "r0", ROUTER)
-        sh("ip", "-n", fakehost, "route", "add", "default", "via", ROUTER)
-        sh("ip", "netns", "exec", fakehost, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.67.0.0/24", "-o", "up0",
-           "-j", "MASQUERADE")
+        fakehost.bridge(lab_netns, host, f"{HOST_LAN_IP}/24")
+        fakehost.attach(lab_netns, host, BRIDGE, box, f"{CONTAINER_IP}/24", gateway=HOST_LAN_IP)
+        fakehost.uplink(lab_netns, host, router)
+        lab_netns.iptables(host, *MASQUERADE)
         router_mtu, far_mtu = {"black-hole": (1500, 1280), "frag-needed": (1280, 1280), "healthy": (1500, 1500)}[kind]
         _link(router, "far0", ROUTER_FAR, far, "eth0", FAR, router_mtu, far_mtu)
         sh("ip", "-n", far, "addr", "add", f"{FAR_NAMESERVER}/24", "dev", "eth0")
         sh("ip", "-n", far, "route", "add", "default", "via", ROUTER_FAR)
-        web = subprocess.Popen(["ip", "netns", "exec", far, sys.executable, "-m", "http.server", "--bind", FAR, "8080"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        built = Path(box, fakehost, far)
-        made.append((built, web))
-        _wait_listening(far, 8080)
+        lab_netns.listener(f"web{len(made)}", far, 8080, FAR)  # stopped with the namespace
+        built = Path(box, host, far)
+        made.append(built)
         return built
 
     yield build
-    for built, web in made:
-        end(web)
+    for built in made:
         shutil.rmtree(f"/etc/netns/{built.box}", ignore_errors=True)
 
 
@@ -139,7 +129,7 @@ def test_what_the_kernel_learned_is_read_without_sending(path):
     lab.check("--checks", "mtu", "--probe", PROBE, "--timeout", "1")
     before = _echoes_received(lab.far)
     [learned] = [f for f in lab.check("--checks", "mtu", "--timeout", "1").of("mtu") if f["key"] == f"pmtu-learned:{FAR}"]
-    assert learned["status"] == "info" and learned["evidence"]["mtu"] == 1280 and learned["evidence"]["via"] == GATEWAY
+    assert learned["status"] == "info" and learned["evidence"]["mtu"] == 1280 and learned["evidence"]["via"] == HOST_LAN_IP
     assert _echoes_received(lab.far) == before
     [measured] = _path_findings(lab.check("--checks", "mtu", "--probe", PROBE, "--timeout", "1"))
     assert measured["evidence"]["kernel_learned_mtu"]["mtu"] == 1280

@@ -1,5 +1,5 @@
 """Root causes on real single faults: a "container" namespace behind a fake host, its nameserver and a web
-server in an "internet" namespace (tests/causelab.py, on tests/routedlab.py). Each fault breaks one hop; every check runs, with
+server in an "internet" namespace (tests/causelab.py, on netdoctor/lab/fakehost.py). Each fault breaks one hop; every check runs, with
 --probe and the nameserver beyond that hop, so several checks fail. Exactly one finding must stand as
 the root cause, the one naming the fault, and every other warn/fail finding must point at it."""
 
@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from netdoctor.lab.fakehost import REMOTE
 from tests import causelab
 from tests.causelab import NAMESERVER, PROBE
 from tests.conftest import run_cli
@@ -26,8 +27,8 @@ SCENARIOS = {
 
 
 @pytest.fixture
-def host(make_netns):
-    built = causelab.build(make_netns)
+def host(lab_netns):
+    built = causelab.build(lab_netns)
     yield built
     causelab.stop(built)
 
@@ -49,7 +50,7 @@ def test_healthy_host_has_nothing_to_explain(host):
     assert by_key[PROBED]["status"] == "pass"
     # dns runs on the namespace: its resolv.conf is the one `ip netns exec` gives it
     assert by_key[("dns", f"nameserver:{NAMESERVER}")]["status"] == "pass"
-    assert by_key[("mtu", f"pmtu:{causelab.REMOTE_IP}")]["status"] == "pass"
+    assert by_key[("mtu", f"pmtu:{REMOTE}")]["status"] == "pass"
     assert code == 0
 
 

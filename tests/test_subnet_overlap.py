@@ -12,8 +12,8 @@ from netdoctor.checks.subnet_overlap import free_subnet
 from netdoctor.facts import NamespaceView
 from netdoctor.netns import NamespaceWorker
 from netdoctor.probes.tcp import connect
+from netdoctor.lab.fakehost import REMOTE, UPLINK, attach, bridge, uplink
 from tests.conftest import sh
-from tests.fakehost import add_bridge, add_outside, add_uplink, attach
 
 pytestmark = pytest.mark.docker
 
@@ -31,14 +31,14 @@ def network_24(make_network):
 
 
 @pytest.fixture
-def fakehost(make_netns):
+def fakehost(make_netns, lab_netns):
     host = make_netns("host", forwarding=True)
-    add_uplink(host, 1500)
+    uplink(lab_netns, host)
     return host
 
 
 def add_route(netns: str, dst: str) -> None:
-    sh("ip", "-n", netns, "route", "add", dst, "via", "198.51.100.254", "dev", "uplink0")
+    sh("ip", "-n", netns, "route", "add", dst, "via", REMOTE, "dev", UPLINK)
 
 
 def overlap(netdoctor, target: str, host: str) -> list[dict]:
@@ -52,7 +52,7 @@ def test_vpn_route_inside_the_network_fails_with_a_free_subnet(network_24, make_
     add_route(fakehost, vpn)
     [finding] = overlap(netdoctor, web.name, fakehost)
     assert finding["status"] == "fail"
-    assert finding["evidence"]["route"] == f"{vpn} via 198.51.100.254 dev uplink0"
+    assert finding["evidence"]["route"] == f"{vpn} via {REMOTE} dev {UPLINK}"
     free = ipaddress.ip_network(finding["evidence"]["free_subnet"])
     assert free.prefixlen == 24 and free.is_private
     in_use = [ipaddress.ip_network(c["Subnet"]) for n in docker_client.networks.list()
@@ -89,11 +89,11 @@ def test_real_host_routes_do_not_collide_with_a_fresh_network(network_24, make_c
     assert netdoctor(web.name, "--checks", "subnet_overlap").statuses("subnet_overlap") == {"pass"}
 
 
-def test_stolen_route_breaks_a_bridge_neighbour_and_is_found(make_netns, netdoctor):
+def test_stolen_route_breaks_a_bridge_neighbour_and_is_found(make_netns, lab_netns, netdoctor):
     host, guest, outside = make_netns("host", forwarding=True), make_netns("ctr"), make_netns("out")
-    add_bridge(host, "brso", "10.79.1.1/24")
-    attach(host, "brso", guest, "10.79.1.200/24", gateway="10.79.1.1")
-    add_outside(host, outside)
+    bridge(lab_netns, host, "10.79.1.1/24", name="brso")
+    attach(lab_netns, host, "brso", guest, "10.79.1.200/24", gateway="10.79.1.1")
+    uplink(lab_netns, host, outside)
     guest_worker, host_worker = NamespaceWorker(f"/run/netns/{guest}"), NamespaceWorker(f"/run/netns/{host}")
     listener = guest_worker.socket()
     try:
@@ -102,7 +102,7 @@ def test_stolen_route_breaks_a_bridge_neighbour_and_is_found(make_netns, netdoct
         from_host = NamespaceView(host_worker, "host")
         assert connect(from_host, "10.79.1.200", 8080, timeout=1.0).ok
         assert {f["status"] for f in overlap(netdoctor, f"netns:{guest}", host)} == {"pass"}
-        sh("ip", "-n", host, "route", "add", "10.79.1.128/25", "via", "198.51.100.254")  # a VPN's route
+        sh("ip", "-n", host, "route", "add", "10.79.1.128/25", "via", REMOTE)  # a VPN's route
         assert not connect(from_host, "10.79.1.200", 8080, timeout=1.0).ok
         [finding] = overlap(netdoctor, f"netns:{guest}", host)
         assert finding["status"] == "fail" and finding["evidence"]["device"] == "brso"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from netdoctor.lab.swarm import SwarmScenario
-from tests.conftest import RUN_ID, sh
+from netdoctor.lab.swarm import RESOLVER, SwarmScenario
+from netdoctor.lab.topology import exclusive
+from tests.conftest import RUN_ID, sh, unique
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -29,12 +31,16 @@ RUN_LABEL = "netdoctor.swarm.run"
 
 
 @pytest.fixture(scope="module")
-def swarm(request, test_image, netdoctor_image):
-    lab = SwarmScenario(f"sw{RUN_ID}", nodes=3, agent_image=netdoctor_image)
-    request.addfinalizer(lab.down)
-    lab.up()
-    assert lab.has_agent_image
-    return lab
+def swarm(test_image, netdoctor_image):
+    # the lab lock: others' `lab down --all` (tests/test_lab.py) waits until this module is done with its lab
+    with exclusive():
+        lab = SwarmScenario(f"sw{RUN_ID}", nodes=3, agent_image=netdoctor_image)
+        try:
+            lab.up()
+            assert lab.has_agent_image
+            yield lab
+        finally:
+            lab.down()
 
 
 @pytest.fixture
@@ -78,7 +84,8 @@ def assert_nothing_left(lab, wait: float = 20.0) -> None:
         for node in lab.nodes:
             client = lab.client(node)
             try:
-                left += [f"{node}: container {c.name}" for c in client.containers.list(all=True, filters={"label": AGENT_LABEL})]
+                left += [f"{node}: container {c.name}" for c in
+                         client.containers.list(all=True, filters={"label": AGENT_LABEL}, ignore_removed=True)]
                 left += [f"{node}: network {n.name}" for n in client.networks.list() if n.name.startswith("netdoctor-")]
             finally:
                 client.close()
@@ -154,9 +161,9 @@ def test_the_tui_shows_the_node_matrix_and_labelled_targets(swarm, netdoctor_ima
         widget = pilot.app.screen.query_one(NodeMatrix)
         assert widget.display
         console = Console(width=160, record=True, file=io.StringIO())
-        console.print(widget.render())
+        console.print(widget.table)
         shown = console.export_text()
-        assert all(node in shown for node in swarm.nodes) and "✗" not in shown
+        assert all(node in shown for node in swarm.nodes) and "✗" not in shown, shown
         targets = {target for _, _, target in rows(pilot.app)}
         assert {f"{node}/host" for node in swarm.nodes} <= targets and "swarm" in targets
         [started] = of(messages, "RunStarted", 1)
@@ -214,15 +221,23 @@ def test_a_node_stopped_mid_run_becomes_one_error_finding(swarm, netdoctor_image
     from netdoctor.swarm.cluster import SwarmGathering
 
     request = build(swarm=True, node=swarm.node_name("manager"), image=netdoctor_image, checks="vxlan", timeout=1,
-                    deadline=25, cwd=tmp_path)
+                    deadline=20, cwd=tmp_path)
     run = SwarmGathering(request, discover(), select_checks(discover(), request))
     frozen: list[int] = []
-    started = threading.Thread(target=run.begin, daemon=True)
+    failed: list[BaseException] = []
+
+    def begin() -> None:
+        try:
+            run.begin()
+        except BaseException as exc:  # the test's thread says so
+            failed.append(exc)
+
+    started = threading.Thread(target=begin, daemon=True)
     started.start()
     try:
         deadline = time.monotonic() + 60
         while not any(s.name == "worker2" and s.plan is not None for s in run.nodes.values()):
-            assert time.monotonic() < deadline, "worker2 never said what it will diagnose"
+            assert not failed and time.monotonic() < deadline, (failed, run.nodes)
             time.sleep(0.01)
         frozen = freeze(swarm, "worker2")
         started.join()
@@ -237,7 +252,7 @@ def test_a_node_stopped_mid_run_becomes_one_error_finding(swarm, netdoctor_image
         run.close()
     errors = [f for f in findings if f.status.value == "error"]
     assert [(f.target, f.key) for f in errors] == [("worker2/host", "node-unanswered:worker2")]
-    assert errors[0].title == "node worker2 did not answer within 25s"
+    assert errors[0].title == "node worker2 did not answer within 20s"
     assert {f.target for f in findings if f.check == "vxlan"} >= {"manager/host", "worker1/host"}
     [summary] = [f for f in findings if f.key == "node-matrix"]
     unknown = {(p["from"], p["to"]) for p in summary.evidence["pairs"] if p["vxlan"]["state"] == "unknown"}
@@ -250,7 +265,8 @@ def freeze(lab, node: str) -> list[int]:
     """SIGSTOP the node's engine (every process in its namespace) and netdoctor's containers on it."""
     client = lab.client(node)
     try:
-        pids = [c.attrs["State"]["Pid"] for c in client.containers.list(filters={"label": AGENT_LABEL})]
+        agents = client.containers.list(filters={"label": AGENT_LABEL}, ignore_removed=True)
+        pids = [c.attrs["State"]["Pid"] for c in agents]
     finally:
         client.close()
     pids += [int(p) for p in sh("ip", "netns", "pids", lab.netns(node)).stdout.split()]
@@ -286,12 +302,56 @@ def test_interrupted_it_leaves_nothing_behind(swarm, netdoctor_image):
     assert_nothing_left(swarm)
 
 
+def test_a_node_without_the_image_is_one_error_finding_saying_so(swarm, netdoctor, netdoctor_image):
+    """The image under a tag that worker2 does not have: its task is rejected, the others report."""
+    tag = f"netdoctor-partial:{RUN_ID}"
+    tagged = [node for node in swarm.nodes if node != "worker2"]
+    for node in tagged:
+        client = swarm.client(node)
+        client.images.get(netdoctor_image).tag(tag)
+        client.close()
+    try:
+        report = netdoctor("--swarm", "--node", swarm.node_name("manager"), "--image", tag, "--checks", "vxlan",
+                           "--deadline", "40")
+    finally:
+        for node in tagged:
+            client = swarm.client(node)
+            client.images.remove(tag)
+            client.close()
+    [error] = [f for f in report.findings if f["status"] == "error"]
+    assert error["target"] == "worker2/host" and error["key"] == "node-task:worker2"
+    assert "could not run there" in error["title"] and f"docker save {tag} | ssh worker2 docker load" in error["fix"]["commands"]
+    assert {f["target"] for f in report.of("vxlan")} >= {"manager/host", "worker1/host"}
+    assert_nothing_left(swarm)
+
+
+@pytest.mark.skipif(not shutil.which("tmux"), reason="the TUI is driven through tmux")
+def test_quitting_the_tui_mid_run_leaves_nothing_behind(swarm, netdoctor_image, tmp_path):
+    exited, session = tmp_path / "exited", unique("tmux")
+    command = (f"{sys.executable} -m netdoctor tui --swarm --node {swarm.node_name('manager')} --image {netdoctor_image} "
+               f"--checks vxlan; touch {exited}")
+    sh("tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command)
+    try:
+        deadline = time.monotonic() + 60
+        while not running_agents(swarm):
+            assert time.monotonic() < deadline, sh("tmux", "capture-pane", "-p", "-t", session, check=False).stdout
+            time.sleep(0.1)
+        sh("tmux", "send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 60
+        while not exited.exists():
+            assert time.monotonic() < deadline, "the TUI did not exit"
+            time.sleep(0.2)
+    finally:
+        sh("tmux", "kill-session", "-t", session, check=False)
+    assert_nothing_left(swarm)
+
+
 def running_agents(lab) -> list[str]:
     found = []
     for node in lab.nodes:
         client = lab.client(node)
         try:
-            found += [c.name for c in client.containers.list(filters={"label": AGENT_LABEL})]
+            found += [c.name for c in client.containers.list(filters={"label": AGENT_LABEL}, ignore_removed=True)]
         finally:
             client.close()
     return found
@@ -316,37 +376,43 @@ def test_a_peer_on_another_node_passes_over_the_overlay_and_fails_when_its_node_
     assert "this node's firewall lets it through, so worker2" in lost["detail"]
 
 
-def test_a_service_peer_is_reached_by_its_tasks(swarm, netdoctor):
-    """A dnsrr service on the overlay (this kernel has no IPVS for a VIP), by its name and by one task's."""
+def test_a_service_peer_is_reached_by_its_tasks_and_an_alias_by_the_embedded_dns(swarm, netdoctor, test_image):
+    """A dnsrr service on the overlay (this kernel has no IPVS for a VIP), by its name and by one task's; and
+    a container on another node known only by a network alias, which only the embedded DNS knows."""
     import docker
 
-    manager = swarm.client("manager")
-    name = f"svc{RUN_ID}"
+    manager, worker1 = swarm.client("manager"), swarm.client("worker1")
+    name, alias = f"svc{RUN_ID}", f"alias{RUN_ID}"
     service = manager.services.create(
-        "netdoctor-test/busybox:latest", ["httpd", "-f", "-p", "8080"], name=name, networks=[swarm.overlay],
+        test_image, ["httpd", "-f", "-p", "8080"], name=name, networks=[swarm.overlay],
         endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"), constraints=["node.hostname==worker1"],
         labels={"netdoctor.lab": swarm.name})
+    aliased = worker1.containers.create(test_image, "httpd -f -p 80", name=f"ndt{RUN_ID}-aliased", dns=[RESOLVER],
+                                        network=swarm.overlay, labels={"netdoctor.lab": swarm.name})
     try:
-        deadline = time.monotonic() + 60
-        while not any(t["Status"]["State"] == "running" for t in service.tasks()):
-            assert time.monotonic() < deadline, service.tasks()
-            time.sleep(0.3)
-        swarm.wait_converged()
+        worker1.networks.get(swarm.overlay).disconnect(aliased)
+        worker1.networks.get(swarm.overlay).connect(aliased, aliases=[alias])
+        aliased.start()
         args = (swarm.container("manager"), "--node", swarm.node_name("manager"), "--checks", "icc", "--timeout", "1")
-        deadline = time.monotonic() + 30
-        while True:  # the manager's engine learns the task's endpoint by gossip
-            [by_service] = netdoctor(*args, "--peer", f"{name}:8080").of("icc")
-            if by_service["status"] == "pass" or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        assert by_service["status"] == "pass", by_service
+        found = {}
+        deadline = time.monotonic() + 60
+        while len(found) < 3 and time.monotonic() < deadline:  # the manager's engine learns them by gossip
+            for peer in (f"{name}:8080", f"{name}.1:8080", f"{alias}:80"):
+                [finding] = netdoctor(*args, "--peer", peer).of("icc")
+                if finding["status"] == "pass":
+                    found[peer] = finding
+            time.sleep(0.5)
+        assert len(found) == 3, found
+        by_service, by_task, by_alias = found[f"{name}:8080"], found[f"{name}.1:8080"], found[f"{alias}:80"]
         assert by_service["evidence"]["peer"] == f"service {name} (its tasks, endpoint mode dnsrr)"
         assert by_service["evidence"]["node"] == f"worker1 ({swarm.address('worker1')})"
-        [by_task] = netdoctor(*args, "--peer", f"{name}.1:8080").of("icc")
-        assert by_task["status"] == "pass" and by_task["evidence"]["peer"] == f"task {name}.1"
+        assert by_task["evidence"]["peer"] == f"task {name}.1"
+        assert by_alias["evidence"]["found_by"] == "the embedded DNS (127.0.0.11)"
     finally:
         service.remove()
+        aliased.remove(force=True)
         manager.close()
+        worker1.close()
 
 
 def test_a_remote_engine_is_diagnosed_with_its_own_image_and_labelled(swarm, on_node, netdoctor, netdoctor_image,
@@ -382,14 +448,15 @@ def test_an_engine_without_the_image_cannot_be_checked(swarm, netdoctor):
 def test_lab_of_any_size_comes_down_whole(test_image):
     """A two-node lab (the smallest) without netdoctor's image: up, registered, and down leaves nothing."""
     lab = SwarmScenario(f"sw2{RUN_ID}", nodes=2, agent_image=None)
-    try:
-        lab.up()
-        assert lab.nodes == ("manager", "worker1") and not lab.has_agent_image
-        client = lab.client("manager")
-        assert len(client.nodes.list()) == 2
-        client.close()
-    finally:
-        lab.down()
+    with exclusive():
+        try:
+            lab.up()
+            assert lab.nodes == ("manager", "worker1") and not lab.has_agent_image
+            client = lab.client("manager")
+            assert len(client.nodes.list()) == 2
+            client.close()
+        finally:
+            lab.down()
     assert not [n for n in sh("ip", "netns", "list").stdout.split() if n.startswith(lab.prefix)]
     assert not list(Path("/run").glob(f"{lab.prefix}-*"))
     assert not Path(f"/var/lib/netdoctor-lab/{lab.name}").exists()

@@ -13,6 +13,11 @@ from netdoctor.netns import NamespaceWorker
 if TYPE_CHECKING:
     from netdoctor.firewall import Firewall
 
+# How long a call may wait for its namespace's thread: only a backstop for a thread that never answers. The
+# calls queue on that one thread, so on a starved machine (20 runs on 2 cores) a read that takes 0.5 s alone
+# waits tens of seconds, which is slow, not hung; the runner's progress-aware deadline tells the two apart.
+CALL_TIMEOUT = 300.0
+
 
 class NamespaceView:
     """Everything read from one network namespace, each piece read on first use and then shared."""
@@ -50,10 +55,10 @@ class NamespaceView:
         return self._facts
 
     def _dump(self, kind: str, reader: Callable[[], Any]) -> Any:
-        return self._once(kind, lambda: self.worker.call(reader, timeout=15))
+        return self._once(kind, lambda: self.worker.call(reader, timeout=CALL_TIMEOUT))
 
     def sysctl(self, key: str) -> str | None:
-        return self._once("sysctl " + key, lambda: self.worker.call(read_sysctl, key, timeout=5))
+        return self._once("sysctl " + key, lambda: self.worker.call(read_sysctl, key, timeout=CALL_TIMEOUT))
 
     @property
     def firewall(self) -> "Firewall":
@@ -64,7 +69,7 @@ class NamespaceView:
         """Read the firewall again, not cached: its counters now (firewall.counters compares two reads)."""
         from netdoctor.firewall import read
 
-        return self.worker.call(read.read, timeout=40)
+        return self.worker.call(read.read, timeout=CALL_TIMEOUT)
 
     # Active probes from inside this namespace, each bounded by its own timeout. Checks call these (never
     # the probe modules), so a test can answer them from a script instead of the network.
@@ -91,13 +96,13 @@ class NamespaceView:
         """The ARP state held for `address` now (probes/icmp.py), not cached: it changes as probes run."""
         from netdoctor.probes import icmp
 
-        return self.worker.call(icmp.read_neighbour_state, address, timeout=5)
+        return self.worker.call(icmp.read_neighbour_state, address, timeout=CALL_TIMEOUT)
 
     def read(self, reader: Callable[..., Any], *args: Any) -> Any:
         """Any other fact: `reader(*args)` run once on this namespace's thread, its result shared
         (e.g. `view.read(device.read, "eth0")`)."""
         key = f"{reader.__module__}.{reader.__qualname__}{args!r}"
-        return self._once(key, lambda: self.worker.call(reader, *args, timeout=15))
+        return self._once(key, lambda: self.worker.call(reader, *args, timeout=CALL_TIMEOUT))
 
 
 class _Dump:

@@ -7,6 +7,7 @@ when a check first asks for it; `gather()` reads all four at once.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from dataclasses import dataclass, field
@@ -17,6 +18,12 @@ TCP_LISTEN = 10
 RTM_F_CLONED = 0x200
 MAIN_TABLE = 254
 UDP_UNCONNECTED = 7  # UDP sockets report TCP_CLOSE when bound but not connected
+
+
+# Checks ask for the same few addresses and routes thousands of times in a run over many targets, and
+# ipaddress parses in pure Python: each text is parsed once (the objects are immutable).
+_interface = functools.lru_cache(maxsize=4096)(ipaddress.ip_interface)
+_network = functools.lru_cache(maxsize=4096)(functools.partial(ipaddress.ip_network, strict=False))
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,7 @@ class Address:
 
     @property
     def interface(self) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
-        return ipaddress.ip_interface(f"{self.address}/{self.prefixlen}")
+        return _interface(f"{self.address}/{self.prefixlen}")
 
     @property
     def is_global_v6(self) -> bool:
@@ -72,8 +79,8 @@ class Route:
 
     @property
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-        return ipaddress.ip_network("0.0.0.0/0" if self.is_default and self.family == socket.AF_INET
-                                    else "::/0" if self.is_default else self.dst, strict=False)
+        return _network("0.0.0.0/0" if self.is_default and self.family == socket.AF_INET
+                        else "::/0" if self.is_default else self.dst)
 
 
 @dataclass(frozen=True)
@@ -170,28 +177,37 @@ def _table(msg) -> int:
     return msg.get_attr("RTA_TABLE") or msg["table"]
 
 
+def _main_route(msg) -> Route | None:
+    """A unicast route of the main table; not one of the kernel's cached exceptions (a learned path MTU, a redirect)."""
+    if msg["type"] != 1 or msg["flags"] & RTM_F_CLONED or _table(msg) != MAIN_TABLE:
+        return None
+    return _route(msg)
+
+
+def _address(msg) -> Address:
+    return Address(msg["index"], msg["family"], msg.get_attr("IFA_ADDRESS"), msg["prefixlen"], msg["scope"])
+
+
 # Each reader runs on a thread inside the namespace (netns.NamespaceWorker) and makes one kind of netlink
 # dump (netdoctor/netlink.py).
 
 def read_links() -> tuple[Link, ...]:
     from netdoctor import netlink
 
-    return tuple(_link(m) for m in netlink.links())
+    return tuple(netlink.links(_link))
 
 
 def read_addresses() -> tuple[Address, ...]:
     from netdoctor import netlink
 
-    return tuple(Address(m["index"], m["family"], m.get_attr("IFA_ADDRESS"), m["prefixlen"], m["scope"])
-                 for m in netlink.addresses())
+    return tuple(netlink.addresses(_address))
 
 
 def read_routes() -> tuple[Route, ...]:
     from netdoctor import netlink
 
-    return tuple(_route(m) for family in (socket.AF_INET, socket.AF_INET6) for m in netlink.routes(family)
-                 # unicast, main table; not the kernel's cached exceptions (a learned path MTU, a redirect)
-                 if m["type"] == 1 and not m["flags"] & RTM_F_CLONED and _table(m) == MAIN_TABLE)
+    return tuple(route for family in (socket.AF_INET, socket.AF_INET6)
+                 for route in netlink.routes(family, _main_route) if route is not None)
 
 
 def read_listeners() -> tuple[Listener, ...]:

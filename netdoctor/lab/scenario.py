@@ -27,7 +27,12 @@ class LabTarget:
 
     @property
     def command(self) -> str:
-        return " ".join(("netdoctor check", self.spec, *self.args))
+        return " ".join(("netdoctor check", *self.argv))
+
+    @property
+    def argv(self) -> list[str]:
+        """The arguments after `netdoctor check`."""
+        return [self.spec, *self.args]
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,80 @@ def owned_by(scenario: str, name: str) -> bool:
     return name.startswith(prefix) and bool(ROLE.match(name[len(prefix):]))
 
 
-class Builder:
+class Plumbing:
+    """Links, addresses, routes, sysctls and iptables rules inside namespaces that exist already, and the lab's
+    services in them: done the same way whoever made the namespaces (a scenario's Builder; the tests'
+    namespaces, tests/fakehost.py), which says how services are started and stopped (`spawn`)."""
+
+    def sysctl(self, netns: str, key: str, value) -> None:
+        run("ip", "netns", "exec", netns, "sysctl", "-qw", f"{key}={value}")
+
+    def veth(self, netns_a: str, dev_a: str, netns_b: str, dev_b: str, mtu: int = 1500) -> None:
+        """A veth pair between two lab namespaces (never the real host's)."""
+        run("ip", "-n", netns_a, "link", "add", dev_a, "mtu", str(mtu), "type", "veth",
+            "peer", "name", dev_b, "netns", netns_b, "mtu", str(mtu))
+        run("ip", "-n", netns_a, "link", "set", dev_a, "up")
+        run("ip", "-n", netns_b, "link", "set", dev_b, "up")
+
+    def bridge(self, netns: str, dev: str, mtu: int = 1500) -> None:
+        run("ip", "-n", netns, "link", "add", dev, "mtu", str(mtu), "type", "bridge")
+        run("ip", "-n", netns, "link", "set", dev, "up")
+
+    def enslave(self, netns: str, dev: str, bridge: str) -> None:
+        run("ip", "-n", netns, "link", "set", dev, "master", bridge)
+
+    def addr(self, netns: str, dev: str, cidr: str) -> None:
+        run("ip", "-n", netns, "addr", "add", cidr, "dev", dev)
+
+    def route(self, netns: str, *spec: str) -> None:
+        run("ip", "-n", netns, "route", "add", *spec)
+
+    def iptables(self, netns: str, *rule: str) -> None:
+        run("ip", "netns", "exec", netns, "iptables", "-w", *rule)
+
+    # --- what the maker of the namespaces decides: their names and lifetime, how services run -------------
+
+    def netns(self, role: str, forwarding: bool | None = None) -> str:
+        """A new namespace for `role`, loopback up, IPv4 forwarding as asked; returns its name."""
+        raise NotImplementedError
+
+    def spawn(self, role: str, module: str, *args: str, netns: str | None = None) -> int:
+        """Start `python -m module args --pidfile F` (inside `netns`), wait until it is ready; returns its pid."""
+        raise NotImplementedError
+
+    def resolver(self, role: str, address: str, behaviour: str = "answer", records: dict[str, str] | None = None,
+                 netns: str | None = None) -> str:
+        """Our own DNS server on `address` (an address of this lab), so lab containers never ask anyone else's."""
+        args = ["--address", address, "--behaviour", behaviour]
+        for name, ip in (records or {}).items():
+            args += ["--record", f"{name}={ip}"]
+        self.spawn(role, "netdoctor.lab.resolver", *args, netns=netns)
+        return address
+
+    def listener(self, role: str, netns: str, port: int, address: str = "0.0.0.0") -> None:
+        self.spawn(role, "netdoctor.lab.listener", "--address", address, "--port", str(port), netns=netns)
+
+
+def start_service(argv: list[str], pidfile: Path, log: Path, what: str,
+                  started: Callable[[subprocess.Popen], None] = lambda proc: None) -> subprocess.Popen:
+    """Start a service that writes `pidfile` once it is ready (netdoctor.lab.listener, .resolver) and wait for
+    that; `started` is told of the process at once (to record it). LabError with its last output line when
+    it exits or takes longer than READY_TIMEOUT."""
+    pidfile.unlink(missing_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # not killed by a Ctrl-C aimed at its starter
+    started(proc)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not pidfile.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            output = log.read_text().strip().splitlines()
+            raise LabError(f"{what} did not start: {output[-1] if output else 'no output'}")
+        time.sleep(0.02)
+    return proc
+
+
+class Builder(Plumbing):
     """Makes one scenario's objects and records each in the scenario's state file as soon as it exists."""
 
     def __init__(self, scenario: str):
@@ -149,66 +222,20 @@ class Builder:
             self.sysctl(name, "net.ipv4.ip_forward", int(forwarding))
         return name
 
-    def sysctl(self, netns: str, key: str, value) -> None:
-        run("ip", "netns", "exec", netns, "sysctl", "-qw", f"{key}={value}")
-
-    def veth(self, netns_a: str, dev_a: str, netns_b: str, dev_b: str, mtu: int = 1500) -> None:
-        """A veth pair between two lab namespaces (never the real host's)."""
-        run("ip", "-n", netns_a, "link", "add", dev_a, "mtu", str(mtu), "type", "veth",
-            "peer", "name", dev_b, "netns", netns_b, "mtu", str(mtu))
-        run("ip", "-n", netns_a, "link", "set", dev_a, "up")
-        run("ip", "-n", netns_b, "link", "set", dev_b, "up")
-
-    def bridge(self, netns: str, dev: str, mtu: int = 1500) -> None:
-        run("ip", "-n", netns, "link", "add", dev, "mtu", str(mtu), "type", "bridge")
-        run("ip", "-n", netns, "link", "set", dev, "up")
-
-    def enslave(self, netns: str, dev: str, bridge: str) -> None:
-        run("ip", "-n", netns, "link", "set", dev, "master", bridge)
-
-    def addr(self, netns: str, dev: str, cidr: str) -> None:
-        run("ip", "-n", netns, "addr", "add", cidr, "dev", dev)
-
-    def route(self, netns: str, *spec: str) -> None:
-        run("ip", "-n", netns, "route", "add", *spec)
-
-    def iptables(self, netns: str, *rule: str) -> None:
-        run("ip", "netns", "exec", netns, "iptables", "-w", *rule)
-
     # --- background services -------------------------------------------------------------------------
 
     def spawn(self, role: str, module: str, *args: str, netns: str | None = None) -> int:
         """Start `python -m module args --pidfile F` (inside `netns` when given) and wait until it says it is
         ready by writing its pidfile; the lab outlives the `netdoctor lab up` process."""
         pidfile = self.dir / f"{role}.pid"
-        pidfile.unlink(missing_ok=True)
         argv = [sys.executable, "-m", module, *args, "--pidfile", str(pidfile)]
         if netns:
             argv = ["ip", "netns", "exec", netns, *argv]
-        log = open(self.dir / f"{role}.log", "w")
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # not killed by a Ctrl-C aimed at `lab up`
-        log.close()
-        self._record("processes", {"role": role, "pid": proc.pid, "module": module})
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not pidfile.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                output = (self.dir / f"{role}.log").read_text().strip().splitlines()
-                raise LabError(f"{module} ({role}) did not start: {output[-1] if output else 'no output'}")
-            time.sleep(0.02)
-        return proc.pid
 
-    def resolver(self, role: str, address: str, behaviour: str = "answer", records: dict[str, str] | None = None,
-                 netns: str | None = None) -> str:
-        """Our own DNS server on `address` (an address of this lab), so lab containers never ask anyone else's."""
-        args = ["--address", address, "--behaviour", behaviour]
-        for name, ip in (records or {}).items():
-            args += ["--record", f"{name}={ip}"]
-        self.spawn(role, "netdoctor.lab.resolver", *args, netns=netns)
-        return address
+        def record(proc: subprocess.Popen) -> None:  # before it is ready: `lab down` stops it whatever happens next
+            self._record("processes", {"role": role, "pid": proc.pid, "module": module})
 
-    def listener(self, role: str, netns: str, port: int, address: str = "0.0.0.0") -> None:
-        self.spawn(role, "netdoctor.lab.listener", "--address", address, "--port", str(port), netns=netns)
+        return start_service(argv, pidfile, self.dir / f"{role}.log", f"{module} ({role})", record).pid
 
     # --- Docker ---------------------------------------------------------------------------------------
 
@@ -399,7 +426,8 @@ def leftovers(client=None) -> dict[str, list[str]]:
             found.setdefault(network.attrs["Labels"][LAB_LABEL], []).append(f"network {network.name}")
     if STATE_ROOT.exists():
         for directory in STATE_ROOT.iterdir():
-            found.setdefault(directory.name, []).append(f"state {directory}")
+            if directory.is_dir():  # a scenario's; beside them lives the lab nodes' registry (nodes.json)
+                found.setdefault(directory.name, []).append(f"state {directory}")
     return found
 
 

@@ -34,7 +34,7 @@ from typing import Iterator
 
 from netdoctor.errors import BadInput, CannotCheck
 from netdoctor.gate import Gate
-from netdoctor.model import ABOUT_RUN, CheckInfo, Finding, Fix, Severity, Status, about_run
+from netdoctor.model import CheckInfo, Finding, Fix, Status, about_run
 from netdoctor.registry import Catalogue
 from netdoctor.request import Request
 from netdoctor.swarm import engines, node as agent
@@ -48,7 +48,7 @@ STALE_AFTER = 1800          # seconds: a run's service and network older than th
 REMOVAL_TIMEOUT = 30.0      # seconds to wait for Swarm to let go of the network after the service is gone
 POLL = 1.0                  # seconds between two looks at the tasks' states
 AGENT_MARGIN = 5.0          # the node agents give up this much before the manager's deadline, to report it
-LOG_LAG = 5.0               # seconds a completed task's last log lines may take to arrive
+LOG_LAG = 10.0              # seconds a completed task's last log lines may take to arrive
 
 
 def default_image() -> str:
@@ -84,6 +84,8 @@ class NodeState:
     task: str = ""                  # its task's last state, as Swarm reports it
     completed_at: float = 0.0       # when Swarm first said its task completed
     findings: int = 0
+    arrived: dict[str, float] = field(default_factory=dict)   # seconds into the run each kind of record first came
+    cost: dict[str, dict] = field(default_factory=dict)  # what each agent cost the node ("done": node agent, "relayed": task)
 
     @property
     def finished(self) -> bool:
@@ -122,6 +124,7 @@ class Gathering:
         self._pending: list[Finding] = []           # findings that arrived while waiting for the plans
         self._stopping = threading.Event()
         self._cleaned = False
+        self._cleanup_lock = threading.Lock()
         self._started = time.monotonic()
         self.deadline = self._started + request.deadline
 
@@ -195,20 +198,20 @@ class Gathering:
     def _cleanup_once(self) -> list[Finding]:
         """Remove what was started, once, whoever comes first: the run's end, close() (Ctrl-C, an error),
         close_all(). A second Ctrl-C meanwhile is ignored: a half-done removal would leave things behind."""
-        with _running_lock:
+        with self._cleanup_lock:  # a second caller waits until the first is done: then nothing is left
             if self._cleaned:
                 return []
             self._cleaned = True
-        self._stopping.set()
-        main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-        try:
-            return self._cleanup()
-        finally:
-            if main:
-                signal.signal(signal.SIGINT, previous)
-            with _running_lock:
-                _running.discard(self)
+            self._stopping.set()
+            main = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+            try:
+                return self._cleanup()
+            finally:
+                if main:
+                    signal.signal(signal.SIGINT, previous)
+                with _running_lock:
+                    _running.discard(self)
 
     # --- what the nodes say -------------------------------------------------------------------------
 
@@ -235,9 +238,12 @@ class Gathering:
                 return found
 
     def _handle(self, state: NodeState, record: dict) -> list[Finding]:
+        kind = record.get("t")
+        state.arrived.setdefault(kind, time.monotonic() - self._started)
+        if "peak_rss_kib" in record:
+            state.cost[kind] = {"peak_rss_kib": record["peak_rss_kib"], "cpu_s": record.get("cpu_s")}
         if state.finished:
             return []  # reported as failed already: what it says now comes too late to be judged fairly
-        kind = record.get("t")
         if kind == "hello":
             state.id = state.id or record["node"].get("id", "")
             state.addr = state.addr or record["node"].get("addr", "")
@@ -325,8 +331,8 @@ class EngineGathering(Gathering):
             for out, err in stream:
                 if out:
                     self._feed(name, out.decode(errors="replace"))
-                if err:
-                    self.nodes[name].decoder.feed(err.decode(errors="replace"))  # kept as its last words
+                if err:  # kept as its last words (apart from stdout: a record may be half-way through there)
+                    self.nodes[name].decoder.noise.extend(line for line in err.decode(errors="replace").splitlines() if line.strip())
         except Exception as exc:  # the stream broke: the deadline reports the engine
             self.nodes[name].decoder.noise.append(f"(its output stream broke: {exc})")
 
@@ -368,7 +374,7 @@ class SwarmGathering(Gathering):
                            "(`docker node ls` works there), or point -H/--context at one")
         self._remove_stale()
         listed = self._nodes(self.engine.api.nodes())
-        data_port = int(self.engine.api.inspect_swarm().get("DataPathPort") or 4789)
+        self.data_port = data_port = int(self.engine.api.inspect_swarm().get("DataPathPort") or 4789)
         self.name = f"netdoctor-{self.run_id}"
         labels = {RUN_LABEL: self.run_id}
         window = max(6.0, 3 * self.request.options.timeout)  # for what does not arrive; the rest ends early
@@ -390,7 +396,6 @@ class SwarmGathering(Gathering):
             raise CannotCheck(f"--swarm: the manager refused to create netdoctor's service: {exc.explanation}") from None
         threading.Thread(target=self._read_logs, name="swarm logs", daemon=True).start()
         threading.Thread(target=self._watch_tasks, name="swarm tasks", daemon=True).start()
-        self.data_port = data_port
 
     def _nodes(self, listed: list[dict]) -> list[NodeState]:
         """The nodes Swarm will run a task on; the others become findings now (drained, paused, down)."""
@@ -401,8 +406,10 @@ class SwarmGathering(Gathering):
         for raw, name in zip(listed, names):
             if names.count(name) > 1:
                 name = f"{name}-{raw['ID'][:6]}"  # two nodes with one hostname: keep them apart
-            state = NodeState(name, id=raw["ID"], addr=(raw.get("Status") or {}).get("Addr", ""),
-                              manager=bool(raw.get("ManagerStatus")))
+            addr = (raw.get("Status") or {}).get("Addr", "")
+            if addr in ("", "0.0.0.0"):  # some managers report this: their manager address says where they are
+                addr = ((raw.get("ManagerStatus") or {}).get("Addr") or "").rpartition(":")[0].strip("[]")
+            state = NodeState(name, id=raw["ID"], addr=addr, manager=bool(raw.get("ManagerStatus")))
             availability = (raw.get("Spec") or {}).get("Availability", "active")
             status = (raw.get("Status") or {}).get("State", "unknown")
             if availability != "active":
@@ -453,12 +460,16 @@ class SwarmGathering(Gathering):
         state.task = record["state"] + (f" ({record['err']})" if record["err"] else "")
         if record["state"] in ("failed", "rejected", "orphaned", "remove"):
             state.failure = f"its task {state.task}"
+            if "image" in record["err"].lower():
+                fix = Fix(f"Make the image {self.image} available on {state.name} (nothing is pulled for it when the "
+                          "registry does not have it), then run again.",
+                          (f"docker save {self.image} | ssh {state.name} docker load",))
+            else:
+                fix = Fix(f"See why Swarm could not run the task on {state.name}.",
+                          (f"docker service ps --no-trunc {self.name}   # on a manager, while the run lasts",))
             return [replace(about_run(f"node {state.name}: netdoctor's task could not run there: {state.task}",
                                       "Swarm could not start the task or it died; the node was not diagnosed.",
-                                      target=on_node(state.name, "host"), key=f"node-task:{state.name}"),
-                            fix=Fix(f"Make the image {self.image} available on {state.name} (nothing is pulled for "
-                                    "it when the registry does not have it), then run again.",
-                                    (f"docker save {self.image} | ssh {state.name} docker load",)))]
+                                      target=on_node(state.name, "host"), key=f"node-task:{state.name}"), fix=fix)]
         if record["state"] == "complete" and not state.done:
             # the task ended; its last records may still be on their way through the log stream: a moment
             state.completed_at = state.completed_at or record["at"]

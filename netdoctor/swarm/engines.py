@@ -78,6 +78,7 @@ def client(url: str | None, target: Remote | None = None):
     """A docker SDK client for `target`, else for `url` (a lab node's socket), else the environment's engine."""
     import docker
     import docker.tls
+    import docker.utils
 
     try:
         if target is None:
@@ -85,6 +86,8 @@ def client(url: str | None, target: Remote | None = None):
                       else docker.from_env(version="auto", timeout=SDK_TIMEOUT))
         else:
             tls = None
+            if not target.context and urlsplit(target.url).scheme in ("tcp", "https"):
+                tls = docker.utils.kwargs_from_env().get("tls")  # -H: DOCKER_TLS_VERIFY / DOCKER_CERT_PATH, as the CLI
             if target.tls_dir:
                 files = {n: os.path.join(target.tls_dir, f"{n}.pem") for n in ("ca", "cert", "key")}
                 tls = docker.tls.TLSConfig(client_cert=(files["cert"], files["key"]) if os.path.exists(files["cert"]) else None,

@@ -83,15 +83,15 @@ class Matrix:
         """A failed A -> B: B's INPUT rule when the packets reached B (or nobody watched), else A's OUTPUT rule."""
         inbound, outbound = self._rule(b, "INPUT", a, plane), self._rule(a, "OUTPUT", b, plane)
         if inbound and arrived is not False:
-            return Cell("fail", seen + (f"; they reach {b.name}'s interface" if arrived else ""), "input",
+            return Cell("fail", seen + (f" (they reach {b.name}'s interface)" if arrived else ""), "input",
                         inbound["rule"], b.name, inbound.get("where", ""), inbound.get("undo", ""), arrived)
         if outbound and not arrived:
             return Cell("fail", seen, "output", outbound["rule"], a.name, outbound.get("where", ""),
                         outbound.get("undo", ""), arrived)
         if arrived:
-            return Cell("fail", f"{seen}; they reach {b.name}'s interface but not netdoctor's task there", "stack",
+            return Cell("fail", f"{seen} (they reach {b.name}'s interface, not netdoctor's task there)", "stack",
                         arrived=True)
-        return Cell("fail", seen + (f"; nothing arrives at {b.name}'s interface" if arrived is False else ""), "path",
+        return Cell("fail", seen + (f" (nothing arrives at {b.name}'s interface)" if arrived is False else ""), "path",
                     arrived=arrived)
 
     def _cell(self, a: Node, b: Node, plane: str) -> Cell:
@@ -117,8 +117,11 @@ class Matrix:
             if a.id in theirs.get("udp_heard", ()):
                 arrived = Cell("ok", f"our probe reached {b.name}'s interface")
                 return arrived if not self._rule(b, "INPUT", a, plane) else self._blame(a, b, plane, "probe seen", True)
-            watched = theirs.get("watched", True)
-            return self._blame(a, b, plane, "our UDP probes did not arrive", False if watched else None)
+            if not theirs.get("watched", True):  # B could not watch its interface: only a rule can tell
+                if not (self._rule(b, "INPUT", a, plane) or self._rule(a, "OUTPUT", b, plane)):
+                    return Cell("unknown", f"{b.name} could not watch its interface for our UDP probes")
+                return self._blame(a, b, plane, "our UDP probes are dropped by a rule", None)
+            return self._blame(a, b, plane, "our UDP probes did not arrive", False)
         if a.id in theirs.get("overlay_heard", ()):
             return Cell("ok", "hellos arrive over the overlay")
         if b.id not in mine.get("overlay_known", ()):
@@ -212,7 +215,7 @@ class Matrix:
         chain = "INPUT" if direction == "inbound" else "OUTPUT" if direction == "outbound" else "INPUT+OUTPUT"
         key = f"firewall-drop:{node.name}:{chain}:{proto}-{port}" if drops else f"{direction}-lost:{node.name}:{proto}-{port}"
         evidence = {"node": node.name, "address": node.addr, "direction": direction, "plane": plane, "proto": proto,
-                    "port": port, "peers": peers, "pairs": {f"{a} -> {b}": c.seen for (a, b), c in cells.items()}}
+                    "port": port, "peers": peers, "pairs": [f"{a} -> {b}: {c.seen}" for (a, b), c in cells.items()]}
         if drops:  # as every firewall finding names it (issue 11's vocabulary): where, and which rule
             evidence.update(where="; ".join(c.where for c in drops), rule="; ".join(c.rule for c in drops))
         undo = [f"{c.undo}   # on {node.name}" for c in drops if c.undo]
@@ -240,7 +243,7 @@ class Matrix:
     @staticmethod
     def _outcomes(cells: dict) -> str:
         """`timeout`, or `timeout, refused` when they differ."""
-        return ", ".join(dict.fromkeys(c.seen.split(";")[0] for c in cells.values()))
+        return ", ".join(dict.fromkeys(c.seen.split(" (")[0].split(":")[0] for c in cells.values()))
 
     def _why(self, plane: str) -> str:
         return {"tcp/2377": f"Without TCP {MANAGER_PORT} a node cannot join or follow its managers (raft, tasks).",

@@ -148,7 +148,24 @@ def diagnose_node(plan: dict, emit: Emitter, task: str | None = None) -> None:
         if matrix is not None:
             matrix.join()
             emit("row", **row)
-    emit("done", duration_ms=(time.monotonic() - started) * 1000)
+    emit("done", duration_ms=(time.monotonic() - started) * 1000, **cost())
+
+
+def cost() -> dict:
+    """What this process cost its node: peak memory and CPU time (the manager keeps them per node)."""
+    import resource
+
+    cpu = sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+    return {"peak_rss_kib": peak_rss_kib(), "cpu_s": round(cpu, 2)}  # children: the iptables-save it ran
+
+
+def peak_rss_kib() -> int:
+    """This process's peak memory (VmHWM: unlike ru_maxrss, not inherited across exec): what netdoctor costs a node."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
 
 
 def _measure(plan: dict, me: dict, session, docker, task: str | None, row: dict) -> None:

@@ -18,7 +18,7 @@ manager's list:
 
 Nothing here changes the node: sockets are opened and closed, no rule or setting is touched. memberlist
 (the engine's gossip) receives our UDP probes on 7946, cannot decrypt them and drops them (it may log one
-line per probe); at most MAX_UDP_PROBES per other node are sent, and none once it has confirmed receipt.
+line per probe); at most 2 x MAX_UDP_PROBES per other node are sent, and none once it has confirmed receipt.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ MANAGER_PORT = 2377
 GOSSIP_PORT = 7946
 HELLO_PORT = 7999          # in netdoctor's own task containers, on netdoctor's own overlay: nobody else's port
 ROUND = 0.25               # seconds between two rounds of hellos
-MAX_UDP_PROBES = 4         # UDP datagrams to one node's 7946, spread over the window
+MAX_UDP_PROBES = 4         # UDP datagrams to one node's 7946 before its first hello, and as many after
 UDP_PROBE_SPACING = 0.75
 ENDPOINT_REFRESH = 0.5     # how often the overlay's endpoints are read again until every node's is known
 LINGER_ROUNDS = 2          # hellos sent after being done, so the other ends hear that we heard them
@@ -126,11 +126,14 @@ class _Peer:
     acked_udp: bool = False         # it says ours reached it
     vxlan_seen: int = 0             # VXLAN packets from its address seen reaching our interface
     udp_sent: int = 0
+    udp_after_hello: int = 0        # probes sent since its first hello came
     udp_last: float = 0.0
+    hellos_after_done: int = 0
 
     @property
     def done(self) -> bool:
-        return self.heard and self.acked_hello and self.acked_udp
+        """Both ways proven: what it sent reached us, what we sent reached it (and it told us so)."""
+        return self.heard and self.udp_heard and self.acked_hello and self.acked_udp
 
 
 @dataclass
@@ -191,6 +194,9 @@ class Measurement:
             "udp_heard": sorted(ids[i] for i, p in self.peers.items() if p.udp_heard),
             "vxlan_seen": {ids[i]: p.vxlan_seen for i, p in self.peers.items() if p.vxlan_seen},
             "watched": self.watched,
+            # what was still missing when the exchange ended (a window that ran out says why)
+            "missing": {ids[i]: [flag for flag in ("heard", "udp_heard", "acked_hello", "acked_udp") if not getattr(p, flag)]
+                        for i, p in self.peers.items() if not p.done},
             "rules": self.rules,
         }
 
@@ -338,13 +344,17 @@ def _exchange(m: Measurement, sockets: dict[str, socket.socket], endpoints, star
         if hello:
             payload = m.hello()
             for peer in m.peers.values():
-                if peer.endpoint:
+                # a peer proven both ways gets a few more, so that it hears what we saw of it; then no more traffic
+                if peer.endpoint and peer.hellos_after_done < LINGER_ROUNDS:
                     _send(hello, payload, (peer.endpoint, HELLO_PORT))
+                    if peer.done:
+                        peer.hellos_after_done += 1
         if probe:
             for peer in m.peers.values():
-                if not peer.acked_udp and peer.udp_sent < MAX_UDP_PROBES and now - peer.udp_last >= UDP_PROBE_SPACING:
+                if _probe_due(peer, now, window):
                     _send(probe, f"NETDOCTOR {m.run} {m.me.index}".encode(), (peer.node.addr, GOSSIP_PORT))
                     peer.udp_sent, peer.udp_last = peer.udp_sent + 1, now
+                    peer.udp_after_hello += peer.heard
         with m.lock:
             done = all(p.done for p in m.peers.values())
         if done and linger is None:
@@ -357,6 +367,17 @@ def _exchange(m: Measurement, sockets: dict[str, socket.socket], endpoints, star
         if now - started >= window and (now - late >= window / 2 or now - started >= 2 * window):
             return
         time.sleep(ROUND)
+
+
+def _probe_due(peer: _Peer, now: float, window: float) -> bool:
+    """Whether to send `peer` a UDP probe now. Its packet socket watches from the moment its agent starts,
+    and its hellos say it has: once one came, a few probes in quick succession until it confirms one; before
+    that (its agent late, or the overlay broken), a few spread over the window, so a late agent still sees one."""
+    if peer.acked_udp:
+        return False
+    if peer.heard:
+        return peer.udp_after_hello < MAX_UDP_PROBES and now - peer.udp_last >= UDP_PROBE_SPACING
+    return peer.udp_sent < MAX_UDP_PROBES and now - peer.udp_last >= window / MAX_UDP_PROBES
 
 
 def _send(sock: socket.socket, payload: bytes, address: tuple[str, int]) -> None:

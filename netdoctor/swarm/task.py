@@ -45,6 +45,7 @@ def main(plan_text: str) -> int:
                 if data:
                     to.write(data.decode(errors="replace"))
                     to.flush()
+        emit("relayed", **node.cost())
     except docker.errors.DockerException as exc:
         emit("error", message=f"could not start netdoctor's node agent through this node's engine: {exc}")
         emit("done", duration_ms=0)

@@ -40,6 +40,23 @@ def test_a_cause_explains_only_its_own_target_and_layer():
     assert roots([FORWARDING_OFF, other_target, other_layer]) == {}
 
 
+def test_a_missing_ipv4_default_route_does_not_explain_an_ipv6_path():
+    no_default = finding("reachability", "no-default-route")
+    v4 = finding("reachability", "probe:198.51.100.254:80", layer="no_route", family="ipv4")
+    v6 = finding("reachability", "probe:[2001:db8::1]:80", layer="no_route", family="ipv6")
+    assert roots([no_default, v4, v6]) == {v4.id: no_default.id}
+
+
+def test_linking_stays_linear_in_the_number_of_targets():
+    many = [f for n in range(300) for f in (
+        finding("ip_forward", "forwarding-off", target=f"container:c{n}"),
+        finding("reachability", "probe:198.51.100.254:8080", target=f"container:c{n}", layer="forwarding"),
+        finding("dns", "nameserver-silent:198.51.100.53", target=f"container:c{n}", layer="forwarding"))]
+    linked = roots(many)
+    assert len(linked) == 600
+    assert all(cause.endswith(consequence.rpartition("@")[2]) for consequence, cause in linked.items())
+
+
 def test_pass_and_info_findings_are_never_linked():
     passed = finding("reachability", "probe:10.0.0.9:80", status=Status.PASS, layer="forwarding")
     info_cause = finding("ip_forward", "forwarding-off", status=Status.INFO)

@@ -188,3 +188,11 @@ def test_tls_without_verification_still_presents_the_client_certificate(tls_engi
     monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)  # DOCKER_CERT_PATH alone: TLS, no verification
     (tls_engine / "ca.pem").unlink()
     assert DockerSession().info()["ServerVersion"] == "28.5.2"
+
+
+def test_unusable_tls_files_are_bad_input(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2376")
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    monkeypatch.setenv("DOCKER_CERT_PATH", str(tmp_path))  # no ca.pem there
+    with pytest.raises(BadInput, match="expected a directory holding ca.pem, cert.pem and key.pem"):
+        DockerSession().info()

@@ -70,7 +70,7 @@ networks = optional(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(containers)
 def test_container_documents_become_facts(attrs):
     info = container_from_attrs(attrs)
@@ -81,7 +81,7 @@ def test_container_documents_become_facts(attrs):
         attachment.subnet
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(networks)
 def test_network_documents_become_facts(attrs):
     info = network_from_attrs(attrs)

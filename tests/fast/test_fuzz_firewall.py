@@ -60,14 +60,14 @@ packets = st.builds(
 HOOKS = [FORWARDED, TO_HOST, FROM_HOST]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(saves, st.sampled_from([None, LEGACY, IPTABLES_NFT]), st.sampled_from(["ip", "ip6"]))
 def test_iptables_save_never_raises(dump, backend, family):
     parsed = parse_save(dump, backend, family)
     assert all(isinstance(p, str) for p in parsed.problems)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(saves, saves, packets, st.sampled_from(HOOKS))
 def test_any_parsed_iptables_ruleset_decides_any_packet(v4, v6, packet, hooks):
     firewall = from_dumps(iptables=v4, ip6tables=v6)
@@ -125,14 +125,14 @@ def nft_rulesets(draw):
     return json.dumps({"nftables": items})
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.one_of(nft_rulesets(), st.text(max_size=300), json_values.map(json.dumps)))
 def test_nft_json_never_raises(dump):
     parsed = parse_json(dump)
     assert all(isinstance(p, str) for p in parsed.problems)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(nft_rulesets(), packets, st.sampled_from(HOOKS))
 def test_any_parsed_nft_ruleset_decides_any_packet(dump, packet, hooks):
     path = follow(from_dumps(nft_json=dump), packet, hooks)

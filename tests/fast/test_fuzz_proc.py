@@ -26,7 +26,7 @@ conntrack_texts = st.one_of(table(st.just(CONNTRACK_HEADER), hex_or_not),
                             table(st.lists(tokens, max_size=20).map(" ".join), hex_or_not), st.text(max_size=500))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(conntrack_texts)
 def test_conntrack_stats_never_raise(text):
     stats = conntrack.parse_stats(text)
@@ -60,7 +60,7 @@ def snmp_texts(draw):
     return "\n".join(lines)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.one_of(snmp_texts(), st.text(max_size=500)))
 def test_snmp_counters_never_raise(text):
     counters = pathmtu.parse_counters(text)

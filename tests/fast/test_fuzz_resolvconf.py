@@ -30,7 +30,7 @@ lines = st.one_of(
 files = st.one_of(st.lists(lines, max_size=25).map("\n".join), st.text(max_size=2000))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(files)
 def test_parse_never_raises_and_keeps_what_libc_would_use(text):
     conf = resolvconf.parse(text, "/fuzz/resolv.conf")

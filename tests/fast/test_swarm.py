@@ -76,7 +76,7 @@ def test_a_node_dropping_inbound_vxlan_is_named_with_its_direction_and_rule():
                              "but not its overlay endpoints")
     assert finding.key == "firewall-drop:worker2:INPUT:udp-4789" and finding.status is Status.FAIL
     assert finding.evidence["direction"] == "inbound" and finding.evidence["rule"] == rule
-    assert "they reach worker2's interface" in finding.evidence["pairs"]["manager -> worker2"]
+    assert "manager -> worker2: hellos over VXLAN do not arrive (they reach worker2's interface)" in finding.evidence["pairs"]
     assert finding.fix.commands == ("iptables -D INPUT -p udp -m udp --dport 4789 -j DROP   # on worker2",)
     assert summary.status is Status.INFO and summary.title == "Node matrix: 2 of 20 paths between 3 nodes fail, 18 work"
 
@@ -129,7 +129,7 @@ def test_with_two_nodes_only_a_rule_says_which_end():
                                  rules={("worker1", "INPUT", "manager", "vxlan"): rule})
     assert node_finding.key == "firewall-drop:worker1:INPUT:udp-4789"
     [pair, _] = findings([MANAGER, W1], arrived=False, broken={("manager", "worker1", "vxlan"): ""})
-    assert pair.key == "pair-lost:udp-4789:manager->worker1" and "nothing arrives at worker1's interface" in pair.title
+    assert pair.key == "pair-lost:udp-4789:manager->worker1" and "(nothing arrives at worker1's interface)" in pair.title
 
 
 def test_an_endpoint_gossip_never_delivered_is_not_blamed_on_vxlan():
