@@ -9,19 +9,20 @@ import ipaddress
 import socket
 from dataclasses import dataclass, field
 
+from netdoctor.checks import _firewall as fw_
 from netdoctor.checks._bridges import host_ports
-from netdoctor.firewall import FORWARDED, NFTABLES, TO_HOST, Packet, Path, Rule, commands, docker, follow
-from netdoctor.firewall.counters import DropWatch
+from netdoctor.firewall import FORWARDED, FROM_HOST, TO_HOST, Packet, Rule, commands, docker, follow
+from netdoctor.firewall.counters import DropWatch, syns_sent
+from netdoctor.netns import NamespaceError
 
 
 def watch_drops(ctx) -> DropWatch | None:
-    """Take before an active probe (gateway, --probe, --peer, a nameserver): after a failure,
-    `explain_failure(..., watch=)` names the rule whose counter moved by the probe's packets. The counters
-    before are the run's one read of the host firewall (taken now if not yet), so a watch taken again after
-    the probe compares against the same snapshot."""
+    """Take right before an active probe (gateway, --probe, --peer, a nameserver): it reads the host firewall's
+    counters then, and after a failure `explain_failure(..., watch=)` names the rule whose counter moved by at
+    least the probe's packets."""
     try:
         return DropWatch(ctx.host)
-    except (OSError, TimeoutError):  # the host namespace cannot be entered (or read in time): nothing to watch
+    except (OSError, TimeoutError, NamespaceError):  # the host namespace cannot be entered or read in time
         return None
 
 
@@ -60,7 +61,7 @@ def ping_filter(ctx, route, watch: DropWatch | None) -> dict:
     path = follow(firewall, packet, TO_HOST)
     evidence = {"host_input_verdict": path.describe()}
     if watch is not None:
-        evidence.update(watch.blame(path).to_evidence())
+        evidence.update(watch.blame([path]).to_evidence())
     return evidence
 
 
@@ -104,34 +105,6 @@ def is_own_address(facts, address: str) -> bool:
     return (ip.version == 4 and ip.is_loopback) or any(ipaddress.ip_address(a.address) == ip for a in facts.addresses)
 
 
-def _firewall_fix(ctx, path: Path, packet: Packet) -> tuple[str, tuple[str, ...]]:
-    step = path.drop
-    rule = step.rule
-    if rule is not None and docker.owner(rule) == "docker":
-        # Docker's own isolation (networks kept apart, icc=false): deleting it would open every network
-        network = _docker_network_of(ctx, packet.dst)
-        return ("Docker itself isolates these networks on purpose (a rule of its own: deleting it would "
-                "remove the isolation for every network, and Docker puts it back). Put the target on the "
-                "destination's network instead.",
-                (f"docker network connect {network} {ctx.target_name}",) if network else ())
-    if rule is not None:
-        return (f"Delete the rule that {step.verdict}s this traffic (or narrow it), then make the change "
-                "persistent where your firewall rules are kept.", (ctx.on_host(commands.delete(rule)),))
-    chain = step.chain
-    into = chain.name
-    if chain.backend != NFTABLES and chain.hook == "forward" and \
-            ctx.host.firewall.chain(chain.backend, chain.family, chain.table, docker.USER_CHAIN):
-        into = docker.USER_CHAIN
-    if chain.backend == NFTABLES:
-        spec = f"ip{'6' if packet.family == 6 else ''} saddr {packet.src} ip{'6' if packet.family == 6 else ''} daddr {packet.dst} " \
-               f"{packet.proto} dport {packet.dport} accept"
-    else:
-        spec = f"-s {packet.src} -d {packet.dst} -p {packet.proto} --dport {packet.dport} -j ACCEPT"
-    return (f"{chain.place}'s policy is {step.verdict} and no rule accepts this flow: allow it explicitly"
-            + (" (DOCKER-USER is the chain Docker leaves to you)." if into == docker.USER_CHAIN else "."),
-            (ctx.on_host(commands.insert(chain.backend, chain.family, chain.table, into, spec)),))
-
-
 def _docker_network_of(ctx, address: str) -> str | None:
     """The Docker network whose subnet holds `address`, if any."""
     ip = ipaddress.ip_address(address)
@@ -141,10 +114,77 @@ def _docker_network_of(ctx, address: str) -> str | None:
     return None
 
 
-def explain_failure(ctx, result, proto: str = "tcp", watch: DropWatch | None = None) -> Layer:
-    """Why a TCP connect (probes/tcp.ConnectResult) from the target failed, walking outwards from the target.
-    `proto` "udp": a datagram exchange (a DNS query, host/port/outcome alike) that got no answer. `watch`
-    (watch_drops, taken before the probe): the rule whose counter the probe's packets moved is named."""
+def _reply(packet: Packet, to_host: bool, routed: bool, egress, ctx, firewall) -> tuple[Packet, tuple[str, ...]]:
+    """The far end's answers, as the host's hooks see them, and the hooks they cross: from the host itself
+    (output), or forwarded back in; NATed on the way out, they come back to the egress address and conntrack
+    restores the target's at the dstnat priority."""
+    back = Packet(packet.family, src=packet.dst, dst=packet.src, proto=packet.proto, sport=packet.dport,
+                  iif="" if to_host else packet.oif, oif=packet.iif, state="established", src_local=to_host,
+                  dst_local=False, far_outside=packet.far_outside, ephemeral=("dport",))
+    if to_host:
+        return back, FROM_HOST
+    if routed and egress is not None and nat_rule(firewall, packet) is not None:
+        wanted = socket.AF_INET6 if packet.family == 6 else socket.AF_INET
+        own = [a.address for a in ctx.host.facts.addresses_of(egress.index, wanted) if a.scope == 0]
+        if own:
+            back = Packet(packet.family, src=packet.dst, dst=own[0], denat_dst=packet.src, proto=packet.proto,
+                          sport=packet.dport, iif=packet.oif, oif=packet.iif, state="established", dst_local=True,
+                          far_outside=packet.far_outside, ephemeral=("dport",))
+    return back, FORWARDED
+
+
+def _walk(ctx, firewall, packet: Packet, hooks: tuple[str, ...], to_host: bool, routed: bool, egress) -> list:
+    """The connection's two directions through the host's hooks, as flows a fix can name."""
+    back, back_hooks = _reply(packet, to_host, routed, egress, ctx, firewall)
+    fields = ("src", "dst", "proto", "dport")
+    return [fw_.flow("outgoing", follow(firewall, packet, hooks), fields),
+            fw_.flow("replies", follow(firewall, back, back_hooks), ("src", "dst", "proto", "sport", "state"))]
+
+
+def _firewall_layer(ctx, result, flows: list, device: str, watch: DropWatch | None, packets: int | None,
+                    evidence: dict) -> Layer | None:
+    """The host's firewall as the place the connection broke: a rule whose counter the probe's packets moved,
+    else what the walk says drops the connection, on its way out or on its way back."""
+    if packets is None:
+        packets = syns_sent(result.latency_ms / 1000) if flows[0].packet.proto == "tcp" else 1
+    blame = watch.blame([f.path for f in flows], packets) if watch is not None else None
+    if blame is not None:
+        evidence.update(blame.to_evidence())
+    culprit = blame.culprit if blame is not None else None
+    dropped = next((f for f in flows if f.path.dropped), None)
+    decided = dropped.path.drop if dropped else None
+    if culprit is not None and not (decided is not None and culprit.key == (decided.rule or decided.chain).key):
+        moved = dict((item.key, delta) for item, delta in blame.moved)[culprit.key]
+        return Layer("firewall", f"the counter of {culprit.place}: {culprit.text} moved by {moved} packet(s) (the probe "
+                                 f"sent {blame.packets}) while the probe ran: it dropped the probe", evidence,
+                     "Delete or narrow that rule (it matches this traffic on something netdoctor cannot see "
+                     "statically), then make the change persistent where your firewall rules are kept.",
+                     (ctx.on_host(commands.delete(culprit)),) if isinstance(culprit, Rule) else ())
+    if decided is None:
+        return None
+    verb = "rejects" if decided.verdict == "reject" else "drops"
+    what = "this connection" if dropped.direction == "outgoing" else "the replies of this connection on their way back"
+    family = flows[0].packet.family
+    ep = fw_.container_endpoint(ctx, device, family, flows[0].packet.src)
+    engine = fw_.engine_of(ctx)
+    gone = None
+    if ep is not None:
+        uplink, far = fw_.uplink_of(ctx, family), fw_.far_outside(ctx, family)
+        if fw_.rules_gone(ctx, ctx.host.firewall, engine, ep, uplink, far):
+            gone = fw_.rules_gone_fix(ctx.host.firewall, engine, [device])[1]
+    join = _docker_network_of(ctx, flows[0].packet.dst) if decided.rule is not None and \
+        docker.owner(decided.rule) == "docker" else None
+    fix = fw_.unblock_fix(ctx, decided, flows, {device}, engine, gone=gone, join=join)
+    return Layer("firewall", f"the host's firewall {verb} {what}: {decided.describe()}"
+                 + (" (its counter moved during the probe)" if culprit is not None else ""),
+                 evidence, fix.summary, fix.commands)
+
+
+def explain_failure(ctx, result, proto: str = "tcp", watch: DropWatch | None = None, packets: int | None = None) -> Layer:
+    """Why a TCP connect (probes/tcp.ConnectResult) from the target failed, walking outwards from the target,
+    on the way out and on the way back. `proto` "udp": a datagram exchange (a DNS query, host/port/outcome
+    alike) that got no answer. `watch` (watch_drops, taken right before the probe): the rule whose counter
+    moved by at least the probe's `packets` (for TCP: the SYNs its wait surely sent) is named."""
     from netdoctor.probes.icmp import NUD_ANSWERED
 
     dst, port = result.host, result.port
@@ -190,34 +230,21 @@ def explain_failure(ctx, result, proto: str = "tcp", watch: DropWatch | None = N
     hooks = TO_HOST if to_host else FORWARDED
     hook = "input" if to_host else "forward"
     packet = Packet(6 if family == socket.AF_INET6 else 4, src=source, dst=dst, proto=proto, dport=port, iif=device,
-                    oif=out_iface, state="new",
-                    src_local=False, dst_local=to_host, far_outside=() if routed else (subnet_of(target, route),))
+                    oif=out_iface, state="new", src_local=False, dst_local=to_host,
+                    far_outside=() if routed else (subnet_of(target, route),), ephemeral=("sport",))
     rules = ctx.host.firewall
-    found = follow(rules, packet, hooks) if rules.error is None else None
-    if found is not None:
-        evidence[f"host_{hook}_verdict"] = found.describe()
-        if found.partial_drops:
-            evidence["may_drop_in_part"] = [f"{r.place}: {r.text}" for r in found.partial_drops]
-    else:
+    flows = _walk(ctx, rules, packet, hooks, to_host, routed, egress) if rules.error is None else []
+    for item in flows:
+        evidence[f"host_{hook if item.direction == 'outgoing' else 'replies'}_verdict"] = item.path.describe()
+    partial = [f"{r.place}: {r.text}" for item in flows for r in item.path.partial_drops]
+    if partial:
+        evidence["may_drop_in_part"] = list(dict.fromkeys(partial))
+    if rules.error is not None:
         evidence["host_firewall"] = rules.error
     firewall = None
-    if found is not None and result.outcome != "connected":
-        blame = watch.blame(found) if watch is not None else None
-        if blame is not None:
-            evidence.update(blame.to_evidence())
-        culprit = blame.culprit if blame is not None else None
-        if culprit is not None and not (found.dropped and culprit.key == (found.drop.rule or found.drop.chain).key):
-            moved = dict((item.key, delta) for item, delta in blame.moved)[culprit.key]
-            firewall = Layer("firewall", f"the counter of {culprit.place}: {culprit.text} moved by {moved} packet(s) "
-                                         "while the probe ran: it dropped the probe", evidence,
-                             "Delete or narrow that rule (it matches this traffic on something netdoctor cannot see "
-                             "statically), then make the change persistent where your firewall rules are kept.",
-                             (ctx.on_host(commands.delete(culprit)),) if isinstance(culprit, Rule) else ())
-        elif found.dropped:
-            verb = "rejects" if found.verdict == "reject" else "drops"
-            firewall = Layer("firewall", f"the host's firewall {verb} this connection: {found.describe()}"
-                             + (" (its counter moved during the probe)" if culprit is not None else ""),
-                             evidence, *_firewall_fix(ctx, found, packet))
+    if flows and result.outcome != "connected":
+        firewall = _firewall_layer(ctx, result, flows, device, watch, packets, evidence)
+    found = flows[0].path if flows else None
     if result.outcome == "refused":
         return firewall if firewall and found.verdict == "reject" else refused
     arp = ctx.netns.neighbour_state(next_hop)
@@ -264,7 +291,10 @@ def masquerade_fix(ctx, subnet: str, device: str, egress: str | None) -> tuple[s
     tool = "ip6tables" if ":" in subnet else "iptables"
     commands_ = [ctx.on_host(f"{tool} -t nat -A POSTROUTING -s {subnet} {out} -j MASQUERADE")]
     summary = f"Masquerade {subnet} on its way out of the host."
-    if ctx.container:
+    off = fw_.docker_rules_off(ctx, ctx.host.firewall, 6 if ":" in subnet else 4) if ctx.container else ""
+    if off:
+        summary += f" Docker writes no such rule here ({off}): it is yours to keep."
+    elif ctx.container:
         summary += (" Docker writes this rule itself at start (iptables backend: the nat table; nftables backend: "
                     f"table {docker.NFT_TABLE}): if something flushed it, restarting Docker restores it.")
         commands_.append("sudo systemctl restart docker")

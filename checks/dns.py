@@ -101,7 +101,6 @@ def _query_all(ctx: CheckContext, servers: list[str], names: list[str]) -> dict[
     questions = [(s, n) for s in servers for n in names] if names else [(s, LIVENESS_QUERY[0]) for s in servers]
     rdtype = "A" if names else LIVENESS_QUERY[1]
     view, timeout = ctx.netns, ctx.options.timeout
-    layers.watch_drops(ctx)  # the host firewall's counters before the queries: _path_layer compares them after
     answers = concurrently(lambda q: view.query(q[0], q[1], timeout, rdtype), questions, 16)
     return dict(zip(questions, answers))
 
@@ -122,25 +121,35 @@ def _embedded_upstreams(ctx: CheckContext) -> str:
     return text + (f", where {', '.join(loopback)} is the container's own loopback and nothing answers." if loopback else ".")
 
 
-def _path_layer(ctx: CheckContext, server: str, outcome: str) -> layers.Layer | None:
-    """Where a query that got no answer was lost, walked like a failed probe (checks/_layers.py) for UDP 53:
-    the target's route, its gateway, the host's forwarding, firewall and NAT. 127.0.0.11 forwards from inside
-    the container to its --dns upstreams, so their path is the one walked. None: nothing to walk."""
-    upstreams = [server]
-    if ipaddress.ip_address(server.split("%")[0]).is_loopback:
-        given = ctx.container.dns if ctx.container and server == EMBEDDED_DNS else ()
-        upstreams = [s for s in given if not ipaddress.ip_address(s.split("%")[0]).is_loopback][:1]
-    if not upstreams or ctx.is_host_namespace:
+def _upstream(ctx: CheckContext, server: str) -> str | None:
+    """Where a query to `server` really goes: itself, or for Docker's embedded DNS the first upstream it forwards to
+    from inside the container (its --dns servers that are not loopback, else the host's resolver)."""
+    if not ipaddress.ip_address(server.split("%")[0]).is_loopback:
+        return server
+    if ctx.container is None or server != EMBEDDED_DNS:
+        return None
+    given = [s for s in ctx.container.dns if not ipaddress.ip_address(s.split("%")[0]).is_loopback]
+    if ctx.container.dns:
+        return given[0] if given else None
+    return ctx.session.fact(resolvconf.host_upstream)
+
+
+def _path_layer(ctx: CheckContext, server: str, outcome: str, watch, queries: int) -> layers.Layer | None:
+    """Where a query that got no answer was lost, walked like a failed probe (checks/_layers.py) for UDP 53, out
+    and back: the target's route, its gateway, the host's forwarding, firewall and NAT. 127.0.0.11 forwards from
+    inside the container to its upstreams, so their path is the one walked. None: nothing to walk."""
+    upstream = _upstream(ctx, server)
+    if upstream is None or ctx.is_host_namespace:
         return None
     try:
-        return layers.explain_failure(ctx, ConnectResult(upstreams[0], 53, outcome, 0.0), proto="udp",
-                                      watch=layers.watch_drops(ctx))
+        return layers.explain_failure(ctx, ConnectResult(upstream, 53, outcome, 0.0), proto="udp", watch=watch,
+                                      packets=queries)
     except (NamespaceError, OSError):  # the host's namespace cannot be read: the query's outcome stands alone
         return None
 
 
 def _server_findings(ctx: CheckContext, server: str, results: list[QueryResult], wrong: str | None,
-                     networks: list[NetworkInfo]) -> Iterator[Finding]:
+                     networks: list[NetworkInfo], watch) -> Iterator[Finding]:
     c = ctx.container
     evidence = {"nameserver": server, "queries": [r.to_evidence() for r in results]}
     seen = "; ".join(_describe(r) for r in results)
@@ -160,7 +169,12 @@ def _server_findings(ctx: CheckContext, server: str, results: list[QueryResult],
     if server == EMBEDDED_DNS:
         evidence["embedded_dns_upstreams"] = list(c.dns) or "the host's resolvers"
     silent = next((r.outcome for r in failed if r.outcome in ("timeout", "unreachable")), None)
-    layer = _path_layer(ctx, server, silent) if silent else None
+    layer = _path_layer(ctx, server, silent, watch, len(results)) if silent else None
+    if layer is None and server == EMBEDDED_DNS and any(r.outcome == "servfail" for r in failed):
+        # the embedded DNS answers SERVFAIL at once when its upstream is rejected: walk the way to that upstream,
+        # and keep what it finds only where the host stops it (an upstream's own failure is not the host's doing)
+        walked = _path_layer(ctx, server, "servfail", watch, len(results))
+        layer = walked if walked is not None and walked.name in HOST_SIDE_LAYERS else None
     lost = ""
     if layer is not None:
         evidence.update(layer=layer.name, **layer.evidence)
@@ -213,7 +227,8 @@ def _name_findings(ctx: CheckContext, name: str, results: list[QueryResult], emb
         yield ctx.warn(f"Peer {name} does not resolve: {c.name} is on the default bridge, which has no embedded DNS",
                        detail="Containers find each other by name only through Docker's embedded DNS (127.0.0.11), "
                               "which exists on user-defined networks. On the default bridge a peer is reachable by IP only.",
-                       evidence={**evidence, "networks": [n.name for n in networks], "peer_networks": sorted(peer_networks)},
+                       evidence={**evidence, "networks": [n.name for n in networks], "peer_networks": sorted(peer_networks),
+                                 "embedded_dns": False},
                        fix=Fix(f"Put {c.name} and {name} on a user-defined network (Docker rewrites {c.name}'s resolv.conf "
                                f"to 127.0.0.11 when it joins).",
                                (f"docker network create {net}", f"docker network connect {net} {c.name}",
@@ -224,7 +239,8 @@ def _name_findings(ctx: CheckContext, name: str, results: list[QueryResult], emb
     yield ctx.warn(f"Peer {name} does not resolve from {c.name}" + ("" if shared else ": they share no user-defined network"),
                    detail=f"Docker's embedded DNS answers only for containers on a network {c.name} is on; "
                           f"{name} is on {', '.join(sorted(peer_networks)) or 'no network'}.",
-                   evidence={**evidence, "networks": [n.name for n in networks], "peer_networks": sorted(peer_networks)},
+                   evidence={**evidence, "networks": [n.name for n in networks], "peer_networks": sorted(peer_networks),
+                             "embedded_dns": True},
                    fix=Fix(f"Attach {name} to {user_net}.", (f"docker network connect {user_net} {name}",)),
                    key=f"peer-name:{name}")
 
@@ -309,8 +325,11 @@ def dns(ctx: CheckContext) -> Iterator[Finding]:
                        evidence=conf.to_evidence(), key="not-queried")
         return
     names = list(dict.fromkeys(ctx.options.peer_names + ctx.options.resolve))
+    # the host firewall's counters right before the queries (a lost one is walked on the host's side only)
+    watch = None if ctx.is_host_namespace else layers.watch_drops(ctx)
     results = _query_all(ctx, servers, names)
     for server in servers:
-        yield from _server_findings(ctx, server, [r for (s, _), r in results.items() if s == server], wrong.get(server), networks)
+        yield from _server_findings(ctx, server, [r for (s, _), r in results.items() if s == server], wrong.get(server),
+                                    networks, watch)
     for name in names:
         yield from _name_findings(ctx, name, [results[(s, name)] for s in servers], embedded, networks)

@@ -5,17 +5,15 @@ from typing import Iterator
 
 from netdoctor.checks import _firewall as fw_
 from netdoctor.checks._bridges import HostPort, host_ports
-from netdoctor.checks._firewall import Endpoint, Uplink
+from netdoctor.checks._firewall import Endpoint, Flow, Uplink
 from netdoctor.context import CheckContext
 from netdoctor.facts.engine import NFTABLES as NFT_BACKEND, EngineFacts
-from netdoctor.firewall import FORWARDED, NFTABLES, Firewall, Packet, Path, follow
-from netdoctor.firewall import commands, docker
+from netdoctor.firewall import FORWARDED, NFTABLES, Firewall, Packet, Rule, follow
+from netdoctor.firewall import docker
+from netdoctor.firewall.docker import GATEWAY_MODE, TRUSTED_INTERFACES
 from netdoctor.fixes import recreate
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
 from netdoctor.registry import check
-
-GATEWAY_MODE = "com.docker.network.bridge.gateway_mode_ipv"
-TRUSTED = "com.docker.network.bridge.trusted_host_interfaces"
 
 
 def _endpoints(ctx: CheckContext, ports: list[HostPort]) -> list[Endpoint]:
@@ -61,12 +59,18 @@ def forward_policy(ctx: CheckContext) -> Iterator[Finding]:
     (Docker, DOCKER-USER, ufw, firewalld, Tailscale). Rules that also match on protocol, ports or
     something netdoctor cannot see drop only part of the traffic: warnings. On Docker 28+, peers reaching
     a container's address directly (a VPN such as tailscale0/wg0, or any interface of a routed-mode
-    network) are checked too: Docker's raw-table DROP and unpublished-port DROP stop them.
+    network) are checked too: Docker's raw-table DROP and unpublished-port DROP stop them; that is a
+    warning only where a rule naming that interface or the container's network shows peers are meant to
+    come in that way (a generic accept, such as Tailscale's of whatever it marked, shows nothing).
+    With dockerd's --iptables=false (or --ip6tables=false) Docker writes no rules at all: the host's own
+    rules are judged as for any bridge, and nothing is said to be "gone".
 
-    Fix: delete the dropping rule or exempt the bridge above it (in the backend's own syntax); when
-    Docker's rules are gone, `systemctl restart docker` rewrites them (with firewalld: the bridges in its
-    'docker' zone); for direct routing, the network options gateway_mode_ipv4=routed or
-    trusted_host_interfaces=IFACE (Docker 28.2+).
+    Fix: delete the dropping rule or exempt the bridge's traffic above it (in the backend's own syntax);
+    where a policy decides, accept the bridge's traffic to the uplink and its replies (never `-i BRIDGE`
+    alone in DOCKER-USER, which would bypass Docker's isolation between networks); when Docker's rules
+    are gone, `systemctl restart docker` rewrites them (with firewalld: the bridges in its 'docker' zone);
+    for direct routing, the network options gateway_mode_ipv4=routed or trusted_host_interfaces=IFACE
+    (Docker 28.2+).
     """
     ports, skipped = host_ports(ctx)
     endpoints = _endpoints(ctx, ports)
@@ -86,8 +90,9 @@ def forward_policy(ctx: CheckContext) -> Iterator[Finding]:
                                key=f"internal:{ep.device}")
             continue
         uplink = fw_.uplink_of(ctx, ep.family)
-        paths = fw_.forward_paths(firewall, ep, uplink)
-        yield from _judge(ctx, ep, paths, firewall, engine, uplink)
+        far = fw_.far_outside(ctx, ep.family)
+        flows = fw_.forward_flows(firewall, ep, uplink, far)
+        yield from _judge(ctx, ep, flows, firewall, engine, uplink, far)
         yield from _direct(ctx, ep, firewall, uplink)
 
 
@@ -102,23 +107,26 @@ def _base_evidence(ctx: CheckContext, ep: Endpoint, firewall: Firewall, engine: 
     return evidence
 
 
-def _judge(ctx: CheckContext, ep: Endpoint, paths: dict[str, Path], firewall: Firewall, engine: EngineFacts | None,
-           uplink: Uplink) -> Iterator[Finding]:
+def _judge(ctx: CheckContext, ep: Endpoint, flows: dict[str, Flow], firewall: Firewall, engine: EngineFacts | None,
+           uplink: Uplink, far: tuple[str, ...]) -> Iterator[Finding]:
     base = _base_evidence(ctx, ep, firewall, engine, uplink)
     bridges = {ep.device}
-    if ep.network is not None and fw_.bridge_here(ctx, ep.device) and fw_.expects_docker_rules(firewall, engine, ep.family) \
-            and not fw_.docker_accepts(firewall, fw_.outgoing(ep, uplink), bridges):
-        yield _rules_gone(ctx, ep, paths, firewall, engine, base)
+    if ep.network is not None and fw_.bridge_here(ctx, ep.device):
+        off = fw_.docker_rules_off(ctx, firewall, ep.family)
+        if off:
+            base["docker_rules"] = f"none: {off}; the rules for this network are the host's own"
+    if fw_.rules_gone(ctx, firewall, engine, ep, uplink, far):
+        yield _rules_gone(ctx, ep, flows, firewall, engine, base)
         return
     bad = False
-    for direction, path in paths.items():
-        if not path.dropped:
+    for item in flows.values():
+        if not item.path.dropped:
             continue
         bad = True
-        yield _dropped(ctx, ep, direction, path, firewall, engine, uplink, base)
+        yield _dropped(ctx, ep, item, flows, engine, uplink, base)
     # a rule already reported as dropping one direction outright is not repeated as a partial drop
-    deciding = {p.drop.decided_by for p in paths.values() if p.dropped}
-    partial = {item.text: (d, item) for d, p in paths.items() for item in p.partial_drops if item.text not in deciding}
+    deciding = {f.path.drop.decided_by for f in flows.values() if f.path.dropped}
+    partial = {item.text: (d, item) for d, f in flows.items() for item in f.path.partial_drops if item.text not in deciding}
     for text, (direction, item) in partial.items():
         bad = True
         yield ctx.warn(f"{item.place} may drop part of {ep.label}'s {direction} traffic: {text}",
@@ -131,17 +139,17 @@ def _judge(ctx: CheckContext, ep: Endpoint, paths: dict[str, Path], firewall: Fi
                        key=f"firewall-drop-partial:{direction}{ep.suffix}:{ep.device}")
     if not bad:
         yield ctx.ok(f"The host forwards {ep.label}'s traffic both ways",
-                     evidence={**base, **{f"{d}_accepted_by": p.describe() for d, p in paths.items()}},
+                     evidence={**base, **{f"{d}_accepted_by": f.path.describe() for d, f in flows.items()}},
                      key=f"forwarded{ep.suffix}:{ep.device}")
 
 
-def _rules_gone(ctx: CheckContext, ep: Endpoint, paths: dict[str, Path], firewall: Firewall,
+def _rules_gone(ctx: CheckContext, ep: Endpoint, flows: dict[str, Flow], firewall: Firewall,
                 engine: EngineFacts | None, base: dict) -> Finding:
     missing = fw_.missing_docker_parts(firewall, engine, ep.family)
-    dropped = [d for d, p in paths.items() if p.dropped]
+    dropped = [d for d, f in flows.items() if f.path.dropped]
     why, fix = fw_.rules_gone_fix(firewall, engine, [ep.device])
-    evidence = {**base, "missing": missing, "dropped": dropped, "outgoing_decided_by": paths["outgoing"].describe(),
-                "probable_cause": why}
+    evidence = {**base, "missing": missing, "dropped": dropped,
+                "outgoing_decided_by": flows["outgoing"].path.describe(), "probable_cause": why}
     detail = (f"No rule of Docker's accepts traffic from {ep.device} in the host's firewall"
               + (f" ({', '.join(missing)} gone)" if missing else " (its chains are there, but empty or not jumped to)")
               + f" although {ctx.target.label} is on Docker network {ep.network.name}: {why}. Published ports, NAT "
@@ -149,7 +157,7 @@ def _rules_gone(ctx: CheckContext, ep: Endpoint, paths: dict[str, Path], firewal
               "rules are yours to write).")
     key = f"docker-rules-missing:forward{ep.suffix}:{ep.device}"
     if dropped:
-        step = paths[dropped[0]].drop
+        step = flows[dropped[0]].path.drop
         return ctx.fail(f"Docker's rules for {ep.label} are gone and {step.decided_by} drops its traffic; restart docker",
                         detail=detail, evidence=evidence, fix=fix, key=key)
     return ctx.warn(f"Docker's rules for {ep.label} are gone; restart docker", detail=detail, evidence=evidence,
@@ -162,10 +170,12 @@ def _flow_text(direction: str, ep: Endpoint, uplink: Uplink) -> str:
     return f"in {uplink.name}, out {ep.device}, to {ep.address}, ESTABLISHED"
 
 
-def _dropped(ctx: CheckContext, ep: Endpoint, direction: str, path: Path, firewall: Firewall,
-             engine: EngineFacts | None, uplink: Uplink, base: dict) -> Finding:
+def _dropped(ctx: CheckContext, ep: Endpoint, item: Flow, flows: dict[str, Flow], engine: EngineFacts | None,
+             uplink: Uplink, base: dict) -> Finding:
+    direction, path = item.direction, item.path
     step = path.drop
     bridges = {ep.device}
+    fix = fw_.unblock_fix(ctx, step, list(flows.values()), bridges, engine)
     who = docker.owner(step.rule or step.chain, bridges)
     what = (f"outgoing traffic of {ep.address} on {ep.label}" if direction == "outgoing"
             else f"replies to {ep.address} on {ep.label}")
@@ -173,19 +183,13 @@ def _dropped(ctx: CheckContext, ep: Endpoint, direction: str, path: Path, firewa
                 "accepted_in_part_by": [r.text for r in path.partial_accepts]}
     key = f"firewall-drop:{direction}{ep.suffix}:{ep.device}"
     if engine is not None and engine.backend == NFT_BACKEND and step.chain.backend != NFTABLES and step.rule is None:
-        tool = commands.tool(step.chain.backend, step.chain.family)
         return ctx.fail(f"{step.chain.place} policy {step.verdict.upper()} drops {what}, although Docker's nftables "
                         "rules accept it",
                         detail=f"This engine writes its rules into nftables (table {docker.NFT_TABLE}), but iptables' "
                                f"FORWARD chain still has policy DROP (left from when Docker used iptables, or set by "
                                "another tool): every base chain of the forward hook sees the packet, and a drop in any "
                                "of them is final.",
-                        evidence=evidence, key=key,
-                        fix=Fix(f"Accept {ep.device}'s traffic in iptables' FORWARD chain too, or set its policy back "
-                                "to ACCEPT if nothing else relies on it.",
-                                (ctx.on_host(f"{tool} -I FORWARD -i {ep.device} -j ACCEPT"),
-                                 ctx.on_host(f"{tool} -I FORWARD -o {ep.device} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
-                                 "# or: " + ctx.on_host(f"{tool} -P FORWARD ACCEPT"))))
+                        evidence=evidence, key=key, fix=fix)
     cause = "" if not who else f" ({docker.describe_owner(who)})"
     if step.rule is not None:
         title = f"{step.rule.place} {step.verdict.upper()}s {what}: {step.rule.text}"
@@ -196,8 +200,7 @@ def _dropped(ctx: CheckContext, ep: Endpoint, direction: str, path: Path, firewa
         title = f"{step.chain.place} policy {step.verdict.upper()} drops {what}: no rule accepts it"
         detail = (f"No rule of {step.chain.place} or the chains it jumps to accepts the {direction} flow "
                   f"({_flow_text(direction, ep, uplink)}), so the policy decides.")
-    return ctx.fail(title, detail=detail, evidence=evidence, key=key,
-                    fix=fw_.exempt_fix(ctx, step, ep.device, direction, bridges))
+    return ctx.fail(title, detail=detail, evidence=evidence, key=key, fix=fix)
 
 
 # --- peers that reach the container's address directly (Docker 28+) --------------------------------------
@@ -209,15 +212,25 @@ def _direct_ports(ctx: CheckContext, published_only: bool) -> list[int | None]:
     return sorted(ports) or [None]
 
 
+def _names_the_way_in(rule: Rule) -> bool:
+    """The rule is about this way in: it names the interface or the container's addresses (a rule that matched
+    the packet for certain and names them at all names these ones)."""
+    return any(not m.negate and (m.field == "iif" or (m.field == "dst" and all(getattr(v, "prefixlen", 32) > 0
+                                                                                  for v in m.values)))
+               for m in rule.matches)
+
+
 def _intended(firewall: Firewall, packet: Packet, bridges: set[str]) -> bool:
-    """Some rule that is not Docker's accepts this traffic in the forward hook: someone means it to pass."""
+    """A rule that is not Docker's accepts this traffic for certain in the forward hook, naming the interface
+    or the container's network: someone means peers there to reach it directly. An accept that matches only
+    in part (Tailscale's generic `-m mark --mark 0x40000/0xff0000 -j ACCEPT`) says nothing about this network."""
     path = follow(firewall, packet, ("forward",))
-    accepting = [s.rule for s in path.steps if s.rule is not None and s.verdict == "accept"] + path.partial_accepts
-    return any(docker.owner(r, bridges) != "docker" for r in accepting)
+    return any(s.rule is not None and s.verdict == "accept" and docker.owner(s.rule, bridges) != "docker"
+               and _names_the_way_in(s.rule) for s in path.steps)
 
 
 def _direct(ctx: CheckContext, ep: Endpoint, firewall: Firewall, uplink: Uplink) -> Iterator[Finding]:
-    mode = ep.network.options.get(f"{GATEWAY_MODE}{ep.family}", "nat") if ep.network else "nat"
+    mode = docker.gateway_mode(ep.network.options, ep.family) if ep.network else "nat"
     candidates = [(i, False) for i in fw_.vpn_like(ctx) if i != ep.device]
     if mode in ("routed", "nat-unprotected") and uplink.name != fw_.UNKNOWN_UPLINK:
         candidates.append((uplink.name, True))  # a routed network is meant to be reached directly
@@ -226,7 +239,7 @@ def _direct(ctx: CheckContext, ep: Endpoint, firewall: Firewall, uplink: Uplink)
         drops, packet = {}, None
         for port in _direct_ports(ctx, published_only):
             packet = Packet(ep.family, dst=ep.address, iif=iface, oif=ep.device, proto="tcp" if port else None,
-                            dport=port, state="new", dst_local=False, far_outside=(ep.subnet,))
+                            dport=port, state="new", dst_local=False, far_outside=(ep.subnet,), ephemeral=("sport",))
             step = follow(firewall, packet, FORWARDED).drop
             if step is not None and step.rule is not None and (docker.is_direct_access_drop(step.rule)
                                                                  or docker.is_unpublished_port_drop(step.rule)):
@@ -245,7 +258,7 @@ def _direct(ctx: CheckContext, ep: Endpoint, firewall: Firewall, uplink: Uplink)
                       "network (Docker 28.2+), or make the network routed (no NAT; only published ports open) or "
                       "nat-unprotected; networks cannot change options in place, so recreate it and reconnect its "
                       "containers. Or publish the port and use the host's address.",
-                      (f"docker network create -o {TRUSTED}={iface} {name}-trusted  # then docker network "
+                      (f"docker network create -o {TRUSTED_INTERFACES}={iface} {name}-trusted  # then docker network "
                        f"connect {name}-trusted {ctx.target_name}",
                        f"# or: docker network create -o {GATEWAY_MODE}{ep.family}=routed {name}-routed",
                        "# or (every network, Docker 28.2+): daemon.json \"allow-direct-routing\": true"))

@@ -81,7 +81,8 @@ def _peer(ctx: CheckContext, spec: str) -> list[Finding]:
     except ContainerNotFound as exc:
         from netdoctor.swarm.peers import elsewhere  # a container, task or service on another Swarm node
 
-        return elsewhere(ctx, name, port) or [ctx.fail(f"--peer {name}: no such container", detail=str(exc))]
+        return elsewhere(ctx, name, port) or [ctx.fail(f"--peer {name}: no such container", detail=str(exc),
+                                                       key=f"peer-missing:{name}")]
     mine = {a.network_id: (a, n) for a, n in ctx.networks()}
     shared = [(mine[p.network_id][0], mine[p.network_id][1], p) for p in peer.attachments if p.network_id in mine]
     evidence = {"peer": peer.name, "target_networks": sorted(n.name for _, n in mine.values()),
@@ -144,7 +145,8 @@ def _no_shared_network(ctx: CheckContext, peer: ContainerInfo, mine: list[Networ
                                f"refuses). {talk}",
                         evidence={**evidence, "network_mode": {c.name: c.network_mode or "default" for c in (ctx.container, peer)}},
                         fix=Fix(f"Recreate {container.name} on a network {other.name} is on, if the two must share one.",
-                                recreate(container, f"--network {joinable[0] if joinable else 'NETWORK'}")))
+                                recreate(container, f"--network {joinable[0] if joinable else 'NETWORK'}")),
+                        key=f"no-shared-network:{peer.name}")
     # a user-defined network of the target is the best meeting point: the peer's name resolves there too
     candidates = sorted((n for n in mine if n.driver not in ("host", "null")), key=lambda n: (n.is_default_bridge, n.internal))
     commands = tuple(f"docker network connect {n.name} {peer.name}" for n in candidates[:1])
@@ -153,7 +155,7 @@ def _no_shared_network(ctx: CheckContext, peer: ContainerInfo, mine: list[Networ
                            "common network talk by address and, on user-defined networks, by name.",
                     evidence=evidence,
                     fix=Fix(f"Connect {peer.name} to a network of {ctx.target_name}" + (f" ({candidates[0].name})." if candidates else "."),
-                            commands))
+                            commands), key=f"no-shared-network:{peer.name}")
 
 
 def _served_ports(ctx: CheckContext, peer: ContainerInfo, addresses: set[str]) -> tuple[list[int], str]:

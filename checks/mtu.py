@@ -93,7 +93,7 @@ def mtu(ctx: CheckContext) -> Iterator[Finding]:
                        evidence={"host_netns": ctx.host.path}, key="no-host-default-route")
         return
     egress = defaults[0]
-    egress_link = host.link(index=egress.oif)
+    egress_link = host.egress_link()
     egress_dev = egress_link.name if egress_link else "?"
     egress_mtu = host.egress_mtu(egress)
     if egress_mtu is None:  # a multipath or nexthop-object default route names no single device
@@ -246,6 +246,12 @@ def _path(ctx: CheckContext, link: Link, result: pmtu.PmtuResult, egress_dev: st
                       key=f"pmtu:{to}")
     passed, lost = result.largest_passed, result.smallest_failed
     evidence["path_mtu"] = passed
+    if result.consistent is None:
+        return ctx.info(f"Path to {to}: {lost} bytes were lost once, {passed} came back; not confirmed within --timeout",
+                        detail=f"The round trip to {to} is slow enough that --timeout {ctx.options.timeout:g} s left no time "
+                               "to send both sizes again, and one lost packet does not tell a size limit from loss. "
+                               "Run again with a larger --timeout to measure it.",
+                        evidence=evidence, key=f"pmtu-unconfirmed:{to}")
     if not result.consistent:
         return ctx.info(f"Path to {to} loses packets at random: sizes above {passed} bytes were lost once, then not",
                         detail="The search cannot tell a size limit from loss; run again, or look at the path's loss.",

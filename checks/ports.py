@@ -222,7 +222,7 @@ def ports(ctx: CheckContext) -> Iterator[Finding]:
 
     For each `-p HOST:CONTAINER` mapping netdoctor looks at both ends:
     - host side: the sockets on that port in the host's namespace (sock_diag) and the processes holding
-      them (/proc/PID/fd, psutil). docker-proxy serving this container is its own binding; any other
+      them (/proc/PID/fd, /proc/PID/cmdline). docker-proxy serving this container is its own binding; any other
       process, or docker-proxy for another container, is a conflict. A created container whose start
       failed ("port is already allocated", "address already in use" in its last error) is diagnosed
       from the host side alone, naming who holds the port.
@@ -249,6 +249,8 @@ def ports(ctx: CheckContext) -> Iterator[Finding]:
         yield ctx.ok(f"{c.name} publishes no port", evidence={"exposed": list(c.exposed)})
         return
     in_netns = ctx.target.netns_path is not None  # running, and its namespace visible to us
+    if in_netns:  # who holds the sockets (one walk of /proc/*/fd per run) is read while the sockets are listed
+        ctx.session.prefetch(lambda: ctx.session.fact(socket_holders))
     inside = list(ctx.netns.facts.listeners) if in_netns else []
     holders = _Holders(ctx, inside)
     for port in _distinct(c.published):

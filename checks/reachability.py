@@ -9,12 +9,10 @@ from netdoctor.checks._endpoints import endpoint_address
 from netdoctor.context import CheckContext
 from netdoctor.model import Finding, Fix, Need, Scope, Severity
 from netdoctor.firewall import Packet
+from netdoctor.firewall.docker import MASQUERADE_OPTION
 from netdoctor.probes import concurrently
 from netdoctor.probes.icmp import NUD_ANSWERED
 from netdoctor.registry import check
-
-MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
-
 
 def _no_egress_by_design(ctx: CheckContext) -> str | None:
     """Why a container has no way out on purpose: --network none, or only --internal networks."""
@@ -166,9 +164,7 @@ def _nat(ctx: CheckContext, route) -> Iterator[Finding]:
     if rules.error:
         yield ctx.warn("Cannot tell whether the host NATs the target's traffic", detail=rules.error, key="nat-unknown")
         return
-    host = ctx.host.facts
-    defaults = host.default_routes()
-    egress = host.link(index=defaults[0].oif) if defaults and defaults[0].oif else None
+    egress = ctx.host.facts.egress_link()
     # any destination beyond the host: a rule for one destination or port does not count
     packet = Packet(4, src=source, iif=device, oif=egress.name if egress else "", state="new", far_outside=(subnet,))
     rule = layers.nat_rule(rules, packet)

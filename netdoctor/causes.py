@@ -39,6 +39,7 @@ def _suffix(key: str) -> str:
 
 
 Related = Callable[[Finding, Finding], bool]  # (consequence, cause) -> does it follow from that one
+Prefer = Callable[[Finding, Finding], tuple]   # (consequence, cause) -> larger for a cause that names it more closely
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Rule:
     related: Related | None = None   # a further test on both findings' evidence
     because: str = ""                # the mechanism, for `netdoctor explain`
     across_targets: bool = False     # the cause is the host's (a HOST-scope check) and affects every target
+    prefer: Prefer | None = None     # among several causes it finds for one finding: how closely each names it
 
     def could_explain(self, finding: Finding) -> bool:
         """Whether `finding` is of the kind this rule explains, whatever the cause turns out to be."""
@@ -83,9 +85,22 @@ def _strings(value) -> Iterable[str]:
             yield from _strings(item)
 
 
+# Firewall findings about traffic coming to the target from outside (a published port's requests, peers
+# reaching its address directly): whatever drops them, they cannot explain a connection the target opens.
+INBOUND = ("firewall-drop:published*", "firewall-drop-partial:published*", "firewall-drop:direct*")
+FLOWS = ("outgoing", "replies", "published")  # a target's flows, its own connections first
+
+
+def _outbound(finding: Finding) -> bool:
+    return not any(key_matches(finding.key, pattern) for pattern in INBOUND)
+
+
 def _names_the_same_rule(consequence: Finding, cause: Finding) -> bool:
     """The firewall finding names what stopped the path finding: the same rule (its text), or the policy of
-    the same chain. Path verdicts read "PLACE: RULE-OR-POLICY" (netdoctor/firewall/path.py)."""
+    the same chain. Path verdicts read "PLACE: RULE-OR-POLICY" (netdoctor/firewall/path.py). Path findings
+    are connections the target opens: a finding about traffic toward it (INBOUND) names no such thing."""
+    if not _outbound(cause):
+        return False
     named = list(_strings(cause.evidence))
     for verdict in _verdicts(consequence):
         place, _, decided = verdict.partition(": ")
@@ -94,6 +109,82 @@ def _names_the_same_rule(consequence: Finding, cause: Finding) -> bool:
         if " policy " in decided and "policy" in cause.evidence and place in named:
             return True
     return False
+
+
+def _closest_firewall_finding(consequence: Finding, cause: Finding) -> tuple:
+    """Several firewall findings can name the rule (or policy) that stopped a connection of the target (one
+    rule dropping its traffic both ways, a host-wide policy and the target's own view of it). Closest first:
+    the one whose own decision is exactly the verdict's, then the target's own finding, then the one about the
+    same flow (the target's outgoing traffic, which is what a connection it opens is)."""
+    decisions = {verdict.partition(": ")[2] for verdict in _verdicts(consequence)}
+    exact = any(str(cause.evidence.get(field)) in decisions for field in ("decided_by", "rule"))
+    return exact, cause.target == consequence.target, cause.evidence.get("direction", "outgoing") == "outgoing"
+
+
+def _flow(finding: Finding) -> tuple[str, str] | None:
+    """`firewall-drop:replies6:br0` -> ("replies", "6"): which of the target's flows a drop finding is about."""
+    kind, _, rest = finding.key.partition(":")
+    part = rest.partition(":")[0]
+    name = part.rstrip("6")
+    return (name, part[len(name):]) if kind == "firewall-drop" and name in FLOWS else None
+
+
+def _same_decision_on_an_earlier_flow(consequence: Finding, cause: Finding) -> bool:
+    """One rule or policy (the same place, the same decision) drops several flows of the target, in the same
+    IP family: the first of them (FLOWS' order) stands for the rest."""
+    mine, theirs = _flow(consequence), _flow(cause)
+    return (mine is not None and theirs is not None and theirs[1] == mine[1]
+            and FLOWS.index(theirs[0]) < FLOWS.index(mine[0])
+            and bool(cause.evidence.get("decided_by")) and cause.evidence.get("where") == consequence.evidence.get("where")
+            and cause.evidence.get("decided_by") == consequence.evidence.get("decided_by"))
+
+
+def _missing_parts(cause: Finding) -> list[str]:
+    missing = cause.evidence.get("missing")
+    return [str(p) for parts in missing.values() for p in (parts or ())] if isinstance(missing, dict) else []
+
+
+def _decided_by_forward_policy(finding: Finding) -> bool:
+    """Dropped by iptables' FORWARD policy, no rule: where Docker's forward ACCEPT rules were."""
+    evidence = finding.evidence
+    return ("policy" in evidence and "rule" not in evidence and evidence.get("chain") == "FORWARD"
+            and str(evidence.get("backend", "")).startswith("iptables"))
+
+
+def _part_of_the_wipe(consequence: Finding, cause: Finding) -> bool:
+    """The host's firewall check lists what of Docker's rules is gone, per network: a target's view of the same
+    loss (its network's forward ACCEPT, its port's DNAT, its subnet's MASQUERADE), or a drop by the FORWARD
+    policy that Docker's ACCEPT rules used to come before."""
+    parts = _missing_parts(cause)
+    if not parts:
+        return False
+    if key_matches(consequence.key, "docker-rules-missing:forward*"):
+        return consequence.evidence.get("network") in cause.evidence["missing"]
+    if key_matches(consequence.key, "docker-rules-missing:dnat*"):
+        port = consequence.key.rpartition(":")[2]  # 8080/tcp
+        return any(p.startswith(f"DNAT {port} ") for p in parts)
+    if consequence.key == "masquerade-missing":
+        return f"MASQUERADE for {consequence.evidence.get('subnet')}" in parts
+    return _decided_by_forward_policy(consequence)
+
+
+def _left_policy_decides(consequence: Finding, cause: Finding) -> bool:
+    """The iptables FORWARD policy the host's firewall check found left under Docker's nftables backend."""
+    evidence = consequence.evidence
+    return "policy" in evidence and "rule" not in evidence and evidence.get("where") == cause.evidence.get("chain")
+
+
+def _same_peer_unshared(consequence: Finding, cause: Finding) -> bool:
+    """dns's "peer does not resolve" about the peer icc found on no network of the target's: the embedded DNS
+    answers only for containers on a network the target is on (on the default bridge, which has no embedded
+    DNS, the name would not resolve even on a shared network: a fault of its own)."""
+    evidence = consequence.evidence
+    return (_suffix(consequence.key) == _suffix(cause.key).partition("@")[0] and bool(evidence.get("embedded_dns"))
+            and not set(evidence.get("networks") or ()) & set(evidence.get("peer_networks") or ()))
+
+
+def _same_peer(consequence: Finding, cause: Finding) -> bool:
+    return _suffix(consequence.key) == _suffix(cause.key)
 
 
 def _decided_by_a_policy(consequence: Finding, cause: Finding) -> bool:
@@ -159,12 +250,31 @@ RULES: tuple[Rule, ...] = (
     Rule("forwarding off", ("ip_forward",), "forwarding-off", PATH_CHECKS, layers=("forwarding",),
          because="the host does not forward IPv4 (net.ipv4.ip_forward=0): routed packets stop at the host"),
     Rule("firewall rule drops the path", (), "firewall-drop*", PATH_CHECKS, layers=("firewall",),
-         related=_names_the_same_rule, because="a firewall rule on the host drops the target's packets"),
+         related=_names_the_same_rule, prefer=_closest_firewall_finding,
+         because="a firewall rule on the host drops the target's packets"),
     Rule("Docker's firewall rules missing", (), "docker-rules-missing*", PATH_CHECKS, layers=("firewall",),
          related=_decided_by_a_policy,
          because="Docker's chains and ACCEPT rules are gone, so the chain's DROP policy decides"),
     Rule("MASQUERADE missing", ("reachability",), "masquerade-missing", PATH_CHECKS, layers=("nat",),
          because="the host does not NAT the target's private address: replies cannot find their way back"),
+    Rule("one firewall decision drops several flows", ("forward_policy",), "firewall-drop:*", ("forward_policy", "ports"),
+         effect_keys=("firewall-drop:replies*", "firewall-drop:published*"), related=_same_decision_on_an_earlier_flow,
+         because="the rule (or policy) that drops the target's own traffic also drops its replies and its published "
+                 "ports' connections"),
+    Rule("Docker's firewall rules wiped on the host", ("firewall",), "docker-rules-missing",
+         ("forward_policy", "ports", "reachability"),
+         effect_keys=("docker-rules-missing:*", "firewall-drop:*", "masquerade-missing"), related=_part_of_the_wipe,
+         across_targets=True,
+         because="the host lost Docker's rules (a firewall reload, `iptables -F`): each target's forward ACCEPT, "
+                 "MASQUERADE and DNAT are part of that loss, and the FORWARD policy now decides its traffic"),
+    Rule("iptables FORWARD policy left under Docker's nftables backend", ("firewall",), "firewall-drop:iptables-policy*",
+         ("forward_policy", "ports"), effect_keys=("firewall-drop:*",), related=_left_policy_decides, across_targets=True,
+         because="iptables' FORWARD policy drops what Docker's nftables rules accept, for every container"),
+    Rule("peer on no network of the target's", ("icc",), "no-shared-network:*", ("dns",), effect_keys=("peer-name:*",),
+         related=_same_peer_unshared,
+         because="the embedded DNS answers only for containers on a network the target is on"),
+    Rule("peer does not exist", ("icc",), "peer-missing:*", ("dns",), effect_keys=("peer-name:*",), related=_same_peer,
+         because="there is no container by that name, so no name to resolve either"),
     Rule("host route collides with the target's subnet", ("subnet_overlap",), "route-inside:*", PATH_CHECKS,
          layers=("beyond_host", "far_end"), related=_inside_colliding_route,
          because="a host route inside the target's subnet takes the replies to its address elsewhere"),
@@ -199,7 +309,8 @@ def direct_cause(finding: Finding, candidates: list[Finding], rules: tuple[Rule,
             continue
         found = [c for c in candidates if c.status in LINKED_STATUSES and rule.explains(finding, c)]
         if found:
-            return max(found, key=lambda c: (c.status.rank, c.id))
+            # the cause that names it most closely, then the worst; the key only breaks a tie between equals
+            return max(found, key=lambda c: (*(rule.prefer(finding, c) if rule.prefer else ()), c.status.rank, c.key))
     return None
 
 

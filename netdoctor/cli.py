@@ -4,16 +4,13 @@ so `netdoctor --help` and `netdoctor list` stay fast (no scapy, textual or docke
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sys
-from dataclasses import replace
 
 import click
 
 from netdoctor import __version__
-from netdoctor.errors import BadInput, CannotCheck, NetdoctorError
-from netdoctor.gate import FAIL_ON
+from netdoctor.errors import FAIL_ON, BadInput, CannotCheck, NetdoctorError
 from netdoctor.report import FORMATS
 
 
@@ -39,6 +36,8 @@ def reporters_for(outputs, gate):
 def could_not_check(exc: CannotCheck, destinations: list[tuple[str, str | None]], gate) -> CannotCheck:
     """Exit 3, and say so in every machine-readable output too, so a CI report never looks like a pass:
     one `error` finding from netdoctor itself (the terminal's text gets the stderr line only)."""
+    from dataclasses import replace
+
     from netdoctor.gate import Gate
     from netdoctor.model import Severity, about_run
     from netdoctor.report.output import OutputFailed, Outputs
@@ -296,6 +295,8 @@ def list_checks(fmt):
 
     catalogue = discover()
     if fmt == "json":
+        import json
+
         click.echo(json.dumps([c.to_dict() for c in catalogue.checks], indent=2))
         return
     for info in catalogue.checks:
@@ -326,6 +327,8 @@ def explain(check_id):
 @main.command()
 def schema():
     """Print the JSON Schema of `check --format json` (NDJSON lines under $defs)."""
+    import json
+
     from netdoctor.report import schema as report_schema
 
     click.echo(json.dumps(report_schema(), indent=2))

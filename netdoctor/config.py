@@ -21,8 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from netdoctor.errors import BadInput
-from netdoctor.gate import FAIL_ON
+from netdoctor.errors import FAIL_ON, BadInput
 from netdoctor.model import Acceptance, Finding, Status
 
 CONFIG_NAMES = (".netdoctor.yml", ".netdoctor.yaml")

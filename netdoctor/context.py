@@ -74,6 +74,19 @@ class Session:
             raise value
         return value
 
+    def prefetch(self, read: Callable[[], Any]) -> None:
+        """Start reading, in the background, a fact the run is sure to need (`lambda: session.host.firewall`):
+        it fills the same per-run cache the checks ask, so they wait only for what is still missing; a
+        program it starts runs on the other core meanwhile. Its failure is left for the checks to meet."""
+
+        def run() -> None:
+            try:
+                read()
+            except Exception:  # remembered by the cache (or met again) by the check that asks
+                pass
+
+        threading.Thread(target=run, name="prefetch", daemon=True).start()
+
     # What the runner and contexts ask of the machine; a test's fake session answers from constructed facts.
 
     @property

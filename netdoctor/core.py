@@ -23,7 +23,7 @@ from netdoctor.context import Session
 from netdoctor.dockerapi import ContainerNotFound, DockerSession, DockerUnavailable
 from netdoctor.errors import BadInput, CannotCheck
 from netdoctor.gate import Gate
-from netdoctor.model import CheckInfo, Finding, Fix, Status, about_run
+from netdoctor.model import CheckInfo, Finding, Fix, Need, Status, about_run
 from netdoctor.registry import Catalogue, discover
 from netdoctor.request import Request
 from netdoctor.runner import load_error_findings, plan, run_jobs
@@ -112,6 +112,9 @@ def diagnose(request: Request, session: Session | None = None, tolerant: bool = 
     try:
         if not session.privileged:
             raise CannotCheck("netdoctor needs root to enter network namespaces and read the firewall: run it with sudo")
+        if any(Need.IPTABLES in info.needs for info in checks):
+            # the host's firewall programs run on the other core while targets are resolved and checks start
+            session.prefetch(lambda: session.host.firewall)
         targets, troubles = _resolve(request, session, tolerant)
     except BaseException:
         session.close()
@@ -138,7 +141,7 @@ def _resolve(request: Request, session: Session, tolerant: bool) -> tuple[list[T
         from netdoctor.selection import select
 
         try:
-            targets += [container_target(c) for c in select(session.docker, request.selector)]
+            targets += [container_target(c, session.docker) for c in select(session.docker, request.selector)]
         except DockerUnavailable as exc:
             raise DockerUnavailable(f"cannot select containers: {exc}") from None
     return list({t.label: t for t in targets}.values()), troubles  # named and selected too: checked once

@@ -131,9 +131,9 @@ def connection_factory(address: str):
         if tls is not None:
             return lambda: http.client.HTTPSConnection(parts.hostname, port, timeout=TIMEOUT, context=tls)
         return lambda: http.client.HTTPConnection(parts.hostname, port, timeout=TIMEOUT)
-    raise BadInput(f"DOCKER_HOST {address!r}: netdoctor speaks to the engine over unix:// or tcp:// (for ssh://, "
-                   "forward the socket: ssh -nNL /tmp/docker.sock:/var/run/docker.sock HOST, then "
-                   "DOCKER_HOST=unix:///tmp/docker.sock)")
+    raise BadInput(f"DOCKER_HOST {address!r}: netdoctor speaks to the engine over unix:// or tcp://; for an engine "
+                   f"on another machine, run `netdoctor check -H {address} ...` (or --context NAME), which runs "
+                   "netdoctor's image there: a container's namespaces are on the engine's machine, not this one")
 
 
 class Engine:

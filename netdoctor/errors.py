@@ -1,12 +1,25 @@
-"""The two ways a run can end before any check judged anything, each with its exit code.
+"""How a run ends: its exit codes, the gate's thresholds, and the two ways it can end before any check
+judged anything.
 
 Every module that refuses a request raises one of these (or a subclass naming its own case); the front
-ends turn them into one sentence and the exit code, never a traceback.
+ends turn them into one sentence and the exit code, never a traceback. (Kept free of heavier imports:
+`netdoctor --help` loads this module and click only.)
 """
 
 from __future__ import annotations
 
-from netdoctor.model import ExitCode
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FINDINGS = 1
+    BAD_INPUT = 2
+    CANNOT_RUN = 3
+
+
+# --fail-on: the least status that exits FINDINGS (netdoctor.gate applies it)
+FAIL_ON = ("warn", "fail", "never")
 
 
 class NetdoctorError(Exception):

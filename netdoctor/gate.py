@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from netdoctor.causes import tally
-from netdoctor.model import ExitCode, Finding, Status
+from netdoctor.errors import ExitCode
+from netdoctor.model import Finding, Status
 
-FAIL_ON = ("warn", "fail", "never")
 _THRESHOLD = {"warn": Status.WARN.rank, "fail": Status.FAIL.rank, "never": None}
 # worst first, as a reader scans the verdict
 _VERDICT_ORDER = (Status.ERROR, Status.FAIL, Status.WARN, Status.INFO, Status.SKIP, Status.PASS)

@@ -51,13 +51,6 @@ class Need(str, enum.Enum):
     IPTABLES = "iptables"    # a firewall reader is installed on the host (iptables-save or nft)
 
 
-class ExitCode(enum.IntEnum):
-    OK = 0
-    FINDINGS = 1
-    BAD_INPUT = 2
-    CANNOT_RUN = 3
-
-
 @dataclass(frozen=True)
 class Fix:
     summary: str

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from netdoctor.config import Config, discover as discover_config, load as load_config
-from netdoctor.errors import BadInput
-from netdoctor.gate import FAIL_ON
+from netdoctor.errors import FAIL_ON, BadInput
 from netdoctor.targets import CONTAINER_NAME, TargetError, check_spec, netns_path
 
 if TYPE_CHECKING:
@@ -98,10 +97,6 @@ class Options:
     def peer_names(self) -> tuple[str, ...]:
         """--peer values without their optional :PORT."""
         return tuple(split_peer(spec)[0] for spec in self.peers)
-
-    @property
-    def probe_endpoints(self) -> tuple[Endpoint, ...]:
-        return tuple(parse_endpoint(spec, "--probe", port_required=True) for spec in self.probes)
 
     @property
     def check_deadline(self) -> float:

@@ -195,17 +195,68 @@ def self_target(docker_session) -> Target:
     return container_target(container)
 
 
-def container_target(container: ContainerInfo) -> Target:
+class ForeignEngine(BadInput):
+    """The engine's pids are not this machine's: it runs on another host (DOCKER_HOST=tcp://..., a forwarded
+    socket) or in a PID namespace of its own. Entering /proc/<State.Pid>/ns/net would diagnose whatever
+    unrelated process has that pid here (exit 2: the user pointed at an engine netdoctor cannot look into)."""
+
+
+def _runs_here(container: ContainerInfo) -> bool | None:
+    """Whether process State.Pid on this machine is the container's own. Its cgroup path names the container
+    id (cgroup v1 and v2, cgroupfs and systemd drivers, Docker 20.10 to 28, engines in a network and mount
+    namespace of their own, also as read from a container with a cgroup namespace: "0::/../ID"); where no
+    cgroup does (an engine without cgroups, as rootless Docker on cgroup v1), the mounts Docker gives every
+    container do (.../containers/ID/resolv.conf, hostname, hosts). None: cannot tell (the process is gone,
+    or not ours to read)."""
+    read_any = False
+    for name in ("cgroup", "mountinfo"):
+        try:
+            with open(f"/proc/{container.pid}/{name}") as f:
+                if container.id in f.read():
+                    return True
+            read_any = True
+        except OSError:
+            continue
+    return False if read_any else None
+
+
+def _foreign(container: ContainerInfo, docker_session) -> bool:
+    """The engine's pid for `container` is not its process on this machine: another process has it, or none
+    does while the engine, asked again, still runs the container with that pid (not a container that has just
+    stopped)."""
+    here = _runs_here(container)
+    if here is not None or docker_session is None or os.path.exists(f"/proc/{container.pid}"):
+        return here is False
+    from netdoctor.dockerapi import ContainerNotFound
+
+    try:
+        again = docker_session.container(container.id, fresh=True)
+    except ContainerNotFound:
+        return False  # removed meanwhile: the run reports it vanished
+    return again.has_namespace and again.pid == container.pid
+
+
+def container_target(container: ContainerInfo, docker_session=None) -> Target:
+    """`docker_session`: the engine it comes from, asked again when its pid is no process here, and named in
+    the message when its pids turn out not to be this machine's."""
     if container.has_namespace and container.id == network_owner_id():
         # netdoctor's own container, or the one it joined with --network container:NAME: read it through
         # ourselves (always permitted, and the only way without --pid host); fixes still use the engine's pid
         return Target("container", container.name, f"/proc/{os.getpid()}/ns/net", container, os.getpid())
-    if container.has_namespace and not _sees_host_pids():
-        # in a container with its own PID namespace, the engine's pids mean nothing
+    if container.has_namespace and not _sees_host_pids() and _runs_here(container) is not True:
+        # in a container with its own PID namespace, the engine's pids mean nothing (unless it shares the
+        # engine's: an agent run with --pid host next to an engine in a PID namespace of its own, as dind's)
         return Target("container", container.name, None, container, unavailable=(
             f"netdoctor cannot see {container.name}'s processes from its own container: run it with --pid host "
             f"--cap-add SYS_PTRACE, or with --network container:{container.name}"))
     if container.has_namespace:  # running, or paused (frozen processes, but the namespace is there to read)
+        if _foreign(container, docker_session):
+            engine = docker_session.address if docker_session is not None else "DOCKER_HOST"
+            raise ForeignEngine(
+                f"the Docker engine at {engine} does not run {container.name} on this machine (its pid "
+                f"{container.pid} is {'another process' if os.path.exists(f'/proc/{container.pid}') else 'no process'} "
+                f"here: the engine is on another host or in a PID namespace of its own): run `netdoctor check -H "
+                f"{engine} {container.name}`, which diagnoses it with netdoctor's image on that engine")
         return Target("container", container.name, f"/proc/{container.pid}/ns/net", container, container.pid)
     return Target("container", container.name, None, container, unavailable=f"{container.state_text}: it has no network namespace")
 
@@ -254,7 +305,7 @@ def resolve(spec: str, docker_session, host: Target) -> Target:
     name = (rest if sep else spec).lstrip("/")  # "/web" as `docker inspect` prints names
     if docker_session is None:
         raise TargetError(f"{name!r} looks like a container name, but Docker is not available")
-    return container_target(docker_session.container(name))
+    return container_target(docker_session.container(name), docker_session)
 
 
 def _pid_path(pid: str) -> str:

@@ -19,6 +19,7 @@ starts a containerd of its own. Every container gets --dns pointing at our resol
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netdoctor.firewall.nft import is_iptables_table
-from tests.conftest import ROOT, TEST_IMAGE, sh
+from tests.conftest import ROOT, TEST_IMAGE, sh, unique
 
 ENGINE_DIR = Path(os.environ.get("ENGINE_DIR", "/opt/docker-engines"))
 DATA = Path("/var/lib/netdoctor-test-engines")
@@ -55,6 +56,7 @@ class Engine:
     version: str
     client_netns: str
     daemon_args: tuple[str, ...] = ()
+    own_pids: bool = False      # in a PID namespace of its own too: its State.Pid values are not this machine's
     process: subprocess.Popen | None = field(default=None, repr=False)
     resolver: subprocess.Popen | None = field(default=None, repr=False)
 
@@ -121,8 +123,9 @@ class Engine:
                    "--pidfile", f"/run/{self.name}.pid", "-H", self.docker_host, *self.daemon_args]
         script = "[ -d /run/containerd ] && mount -t tmpfs engine /run/containerd; exec " + " ".join(dockerd)
         log = open(DATA / f"{self.name}.log", "w")
+        pids = ("--pid", "--fork", "--mount-proc") if self.own_pids else ()
         self.process = subprocess.Popen(["nsenter", f"--net=/run/netns/{self.name}", "unshare", "--uts", "--mount",
-                                         "--propagation", "slave", "sh", "-c", script],
+                                         "--propagation", "slave", *pids, "sh", "-c", script],
                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True)
         log.close()
@@ -174,8 +177,9 @@ class Engine:
         (DATA / f"{self.name}.log").unlink(missing_ok=True)
 
 
-def build(make_netns, version: str, *daemon_args: str) -> Engine:
-    """An engine netns wired to a client netns (the "remote client" of published-port tests)."""
+def build(make_netns, version: str, *daemon_args: str, own_pids: bool = False) -> Engine:
+    """An engine netns wired to a client netns (the "remote client" of published-port tests). `own_pids`: the
+    engine in a PID namespace of its own as well, as an engine of another machine looks from here."""
     DATA.mkdir(parents=True, exist_ok=True)
     netns, client = make_netns(f"e{version.replace('.', '')}"), make_netns("cli")
     sh("ip", "-n", netns, "link", "add", "uplink0", "type", "veth", "peer", "name", "eth0", "netns", client)
@@ -193,7 +197,7 @@ def build(make_netns, version: str, *daemon_args: str) -> Engine:
     # lives in its own namespace)
     block = {"20.10": 230, "28": 231}.get(version, 232)
     defaults = (f"--bip=10.{block}.0.1/24", f"--default-address-pool=base=10.{block}.0.0/16,size=24")
-    engine = Engine(netns, version, client, defaults + daemon_args)
+    engine = Engine(netns, version, client, defaults + daemon_args, own_pids=own_pids)
     try:
         engine.start()
         engine.start_resolver()
@@ -201,6 +205,30 @@ def build(make_netns, version: str, *daemon_args: str) -> Engine:
         engine.stop()
         raise
     return engine
+
+
+@contextlib.contextmanager
+def started(version: str, *daemon_args: str, own_pids: bool = False):
+    """build() in namespaces of its own: the engine stopped and its namespaces deleted on leaving, whatever
+    happened (for module-scoped fixtures: `with engines.started("28") as engine: ...; yield engine`)."""
+    created: list[str] = []
+
+    def make_netns(prefix: str) -> str:
+        name = unique(prefix)
+        sh("ip", "netns", "add", name)
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+        created.append(name)
+        return name
+
+    built = None
+    try:
+        built = build(make_netns, version, *daemon_args, own_pids=own_pids)
+        yield built
+    finally:
+        if built is not None:
+            built.stop()
+        for name in created:
+            sh("ip", "netns", "delete", name, check=False)
 
 
 def connects(netns_path: str, address: str, port: int, timeout: float = 1.0) -> bool:

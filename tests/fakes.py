@@ -25,6 +25,7 @@ from netdoctor.context import Session
 from netdoctor.dockerapi import ContainerNotFound
 from netdoctor.facts.docker import ContainerInfo, NetworkInfo, container_from_attrs, network_from_attrs
 from netdoctor.facts import resolvconf
+from netdoctor.facts.dockerd import FirewallSettings
 from netdoctor.facts.engine import EngineFacts, engine_from_api
 from netdoctor.facts.processes import Process
 from netdoctor.firewall import Firewall, from_dumps
@@ -57,7 +58,8 @@ class FakeNamespace:
         self.iptables_legacy = ""                # iptables-legacy-save text
         self.ip6tables_legacy = ""               # ip6tables-legacy-save text
         self.nft = ""                            # `nft -j list ruleset` JSON (native tables)
-        self.firewall_after: Firewall | None = None  # what a second read returns (counters moved by a probe)
+        self.firewall_after: Firewall | None = None  # what later fresh reads return (counters moved by a probe)
+        self.fresh_reads = 0
         self.readers: dict[str, Any] = {}        # other facts by reader name (view.read), e.g. "read_stats"
         # probe script: what each probe gets; anything not scripted times out (silence)
         self.tcp: dict[tuple[str, int], str] = {}            # (host, port) -> connected/refused/timeout/...
@@ -111,7 +113,10 @@ class FakeNamespace:
         return from_dumps(self.iptables, self.ip6tables, self.iptables_legacy, self.ip6tables_legacy, self.nft)
 
     def fresh_firewall(self) -> Firewall:
-        return self.firewall_after or self.firewall
+        """The first fresh read (a drop watch's, right before a probe) sees the rules as built, later ones
+        `firewall_after`."""
+        self.fresh_reads += 1
+        return self.firewall_after if self.firewall_after is not None and self.fresh_reads > 1 else self.firewall
 
     def read(self, reader: Callable[..., Any], *args: Any) -> Any:
         value = self.readers[reader.__name__]
@@ -258,6 +263,7 @@ class FakeWorld:
     upstream_resolver: str | None = None                       # the host's own nameserver, for fixes
     processes: dict[int, Process] = field(default_factory=dict)
     sockets: dict[int, tuple[int, ...]] = field(default_factory=dict)  # socket inode -> pids holding it
+    dockerd: FirewallSettings = field(default_factory=FirewallSettings)  # what dockerd's command line/daemon.json say
 
     def __post_init__(self):
         self.namespaces: dict[str, FakeNamespace] = {self.host.path: self.host}
@@ -281,6 +287,7 @@ class FakeWorld:
         return {"netdoctor.facts.resolvconf.read": read_resolv_conf,
                 "netdoctor.facts.resolvconf.host_upstream": lambda: self.upstream_resolver,
                 "netdoctor.facts.processes.socket_holders": lambda: dict(self.sockets),
+                "netdoctor.facts.dockerd.settings": lambda netns_path: self.dockerd,
                 "netdoctor.facts.processes.process": self.processes.get}
 
     def resolv_conf(self, target: Target, text: str) -> str:

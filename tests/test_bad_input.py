@@ -247,7 +247,7 @@ MATRIX = [
     # environment
     C("docker-host-garbage", "check", "host", env=(("DOCKER_HOST", "garbage"),), words=["DOCKER_HOST", "garbage"]),
     C("docker-host-no-port", "check", "host", env=(("DOCKER_HOST", "tcp://127.0.0.1"),), words=["tcp://HOST:PORT"]),
-    C("docker-host-ssh", "check", "host", env=(("DOCKER_HOST", "ssh://user@box"),), words=["ssh -nNL"]),
+    C("docker-host-ssh", "check", "host", env=(("DOCKER_HOST", "ssh://user@box"),), words=["-H ssh://user@box", "--context"]),
     C("docker-cert-path-missing", "check", "host", env=(("DOCKER_HOST", "tcp://127.0.0.1:2376"), ("DOCKER_TLS_VERIFY", "1"),
                                                         ("DOCKER_CERT_PATH", "/nonexistent/certs")), words=["DOCKER_CERT_PATH"]),
     C("docker-host-empty-is-default", "check", "host", *CHEAP, env=(("DOCKER_HOST", ""),), code=0),

@@ -42,7 +42,7 @@ def nft_host(make_netns, lab_netns):
 
 def test_the_stored_nft_json_is_what_nft_prints_for_the_documents(make_netns):
     """The fast tier reads tests/fixtures/firewall/*.json: it must stay what nft -j prints for the .nft files."""
-    for name in ("docker-29", "firewalld"):
+    for name in ("docker-29", "firewalld", "firewalld-docker"):
         netns = make_netns("nftj")
         in_ns(netns, "nft", "-f", str(FIXTURES / f"{name}.nft"))
         live = parse_json(in_ns(netns, "nft", "-j", "list", "ruleset").stdout)
@@ -68,7 +68,7 @@ def test_docker_29_nftables_layout_is_quiet_and_an_iptables_policy_drop_is_named
     [out] = [f for f in report.of("forward_policy") if f["id"].startswith("forward_policy/firewall-drop:outgoing:bridge1@")]
     assert out["status"] == "fail" and out["evidence"]["decided_by"] == "FORWARD policy DROP"
     assert out["evidence"]["where"] == "iptables-nft filter FORWARD"
-    assert f"ip netns exec {host} iptables -I FORWARD -i bridge1 -j ACCEPT" in out["fix"]["commands"]
+    assert f"ip netns exec {host} iptables -I FORWARD -i bridge1 -o uplink0 -j ACCEPT" in out["fix"]["commands"]
 
 
 def test_docker_29_nftables_drops_direct_access_from_a_vpn(nft_host, make_netns, netdoctor):

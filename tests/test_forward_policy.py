@@ -74,7 +74,10 @@ def test_policy_drop_without_accept_rule_fails_and_the_fix_restores_traffic(lab,
     outgoing = next(f for f in failures if f["evidence"]["direction"] == "outgoing")
     assert outgoing["evidence"]["decided_by"] == "FORWARD policy DROP"
     assert outgoing["evidence"]["device"] == BRIDGE and outgoing["evidence"]["uplink"] == UPLINK
-    assert f"ip netns exec {lab.host} iptables -I FORWARD -i {BRIDGE} -j ACCEPT" in outgoing["fix"]["commands"]
+    # the bridge's way out and its replies, never `-i BRIDGE` alone (that would open the way to other bridges)
+    assert outgoing["fix"]["commands"] == [
+        f"ip netns exec {lab.host} iptables -I FORWARD -i {BRIDGE} -o {UPLINK} -j ACCEPT",
+        f"ip netns exec {lab.host} iptables -I FORWARD -i {UPLINK} -o {BRIDGE} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"]
     assert report.exit_code == 1
     run_fix(outgoing["fix"]["commands"], lab.host)
     assert lab.guest_connects() == "connected"
@@ -93,12 +96,16 @@ def test_docker_user_drop_is_named_and_exempting_the_bridge_fixes_it(lab, netdoc
     [finding] = [f for f in report.of("forward_policy") if f["status"] != "pass"]
     assert finding["status"] == "fail" and finding["evidence"]["direction"] == "outgoing"
     assert finding["evidence"]["decided_by"] == "-A DOCKER-USER -s 10.77.0.0/16 -j DROP"
-    delete, exempt = finding["fix"]["commands"]
+    # the rule may also drop replies from far ends inside 10.77.0.0/16: the exemption covers both directions
+    delete, *exempt = finding["fix"]["commands"]
     assert delete == f"ip netns exec {lab.host} iptables -D DOCKER-USER -s 10.77.0.0/16 -j DROP"
-    assert exempt == f"ip netns exec {lab.host} iptables -I DOCKER-USER -i {BRIDGE} -j RETURN"
-    run_fix([exempt], lab.host)  # keep the admin's rule, exempt only this bridge
+    assert exempt == [f"ip netns exec {lab.host} iptables -I DOCKER-USER -i {BRIDGE} -o {UPLINK} -j RETURN",
+                      f"ip netns exec {lab.host} iptables -I DOCKER-USER -i {UPLINK} -o {BRIDGE} -m conntrack "
+                      "--ctstate RELATED,ESTABLISHED -j RETURN"]
+    run_fix(exempt, lab.host)  # keep the admin's rule, exempt only this bridge
     assert lab.guest_connects() == "connected"
-    assert netdoctor(f"netns:{lab.guest}", "--checks", "forward_policy", "--host-netns", lab.host).statuses("forward_policy") == {"pass"}
+    after = netdoctor(f"netns:{lab.guest}", "--checks", "forward_policy", "--host-netns", lab.host)
+    assert after.statuses("forward_policy") == {"pass"}, [(f["title"], f["detail"], f["evidence"]) for f in after.of("forward_policy")]
 
 
 def test_rule_dropping_only_some_ports_warns(lab, netdoctor):
@@ -170,7 +177,7 @@ def test_a_host_namespace_without_the_bridge_is_judged_by_its_own_rules(on_netwo
     assert {f["id"].split("/")[1].split("@")[0] for f in drops} == {f"firewall-drop:outgoing:{bridge}",
                                                                       f"firewall-drop:replies:{bridge}"}
     assert all(f["evidence"]["decided_by"] == "FORWARD policy DROP" for f in drops)
-    assert f"ip netns exec {host} iptables -I FORWARD -i {bridge} -j ACCEPT" in drops[0]["fix"]["commands"]
+    assert f"ip netns exec {host} iptables -I FORWARD -i {bridge} -o uplink0 -j ACCEPT" in drops[0]["fix"]["commands"]
     iptables(host, "-P", "FORWARD", "ACCEPT")
     assert netdoctor(container.name, "--checks", "forward_policy", "--host-netns", host).statuses("forward_policy") == {"pass"}
 

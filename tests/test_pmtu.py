@@ -169,3 +169,49 @@ def test_without_an_endpoint_nothing_is_sent(path):
     assert _echoes_received(lab.far) == before
     lab.check("--checks", "mtu", "--probe", PROBE, "--timeout", "1")
     assert _echoes_received(lab.far) > before  # the counter does see the searches
+
+
+@pytest.fixture
+def slow_far_end():
+    """The far end's echoes answered by tests/slowecho.py instead of its kernel: a slow round trip, and the
+    losses asked for."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    started = []
+
+    def answer(lab: Path, *options: str) -> None:
+        sh("ip", "netns", "exec", lab.far, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1")
+        started.append(subprocess.Popen(["ip", "netns", "exec", lab.far, sys.executable, "-m", "tests.slowecho", *options],
+                                        cwd=ROOT))
+        time.sleep(0.3)  # its raw socket is open
+
+    yield answer
+    for process in started:
+        process.kill()
+        process.wait(5)
+
+
+def test_a_lossy_slow_path_is_confirmed_before_it_is_called_a_black_hole(path, slow_far_end):
+    """A round trip of 0.1 s (a lost echo then costs 0.4 s of the one-second budget) and one packet lost, the
+    first full-size echo: the budget ends the halving long before it narrows down. The boundary is sent again
+    and the full size comes back: loss, not a black hole. A real limit on the same slow path still is one,
+    and a path without loss passes."""
+    lossy = path("healthy")
+    slow_far_end(lossy, "--delay", "0.1", "--lose-once-above", "576")
+    [finding] = _path_findings(lossy.check("--checks", "mtu", "--probe", PROBE, "--timeout", "1"))
+    assert finding["key"] == f"pmtu-unstable:{FAR}" and finding["status"] == "info", finding
+    assert finding["evidence"]["consistent"] is False and finding["duration_ms"] < 1000 + 300
+
+    hole = path("healthy")
+    slow_far_end(hole, "--delay", "0.1", "--limit", "1280")
+    [finding] = _path_findings(hole.check("--checks", "mtu", "--probe", PROBE, "--timeout", "1"))
+    assert finding["key"] == f"pmtu-blackhole:{FAR}" and finding["status"] == "fail", finding
+    assert finding["evidence"]["smallest_df_packet_lost"] > 1280 and finding["duration_ms"] < 1000 + 300
+
+    healthy = path("healthy")
+    slow_far_end(healthy, "--delay", "0.1")
+    [finding] = _path_findings(healthy.check("--checks", "mtu", "--probe", PROBE, "--timeout", "1"))
+    assert finding["key"] == f"pmtu:{FAR}" and finding["status"] == "pass", finding

@@ -362,8 +362,12 @@ def test_a_peer_on_another_node_passes_over_the_overlay_and_fails_when_its_node_
     drops VXLAN the failure names the data path to node 3, not a missing container."""
     peer = f"{swarm.container('worker2')}:80"
     args = (swarm.container("manager"), "--node", swarm.node_name("manager"), "--checks", "icc", "--timeout", "1")
-    report = netdoctor(*args, "--peer", peer)
-    [reached] = report.of("icc")
+    deadline = time.monotonic() + 30
+    while True:  # the manager's engine learns worker2's endpoint (and its VTEP) by gossip: give it time to converge
+        [reached] = netdoctor(*args, "--peer", peer).of("icc")
+        if reached["status"] == "pass" or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert reached["status"] == "pass", reached
     assert reached["evidence"]["node"] == f"worker2 ({swarm.address('worker2')})"
     assert reached["evidence"]["found_by"] == "the overlay's endpoints"
@@ -443,6 +447,41 @@ def test_an_engine_without_the_image_cannot_be_checked(swarm, netdoctor):
     report = netdoctor("-H", swarm.docker_host("worker1"), "--image", f"nosuch{RUN_ID}:latest")
     assert report.exit_code == 3
     assert "is not on the engine" in report.stderr and "docker save" in report.stderr
+
+
+def test_a_concurrent_long_run_is_not_removed_as_stale(swarm, test_image):
+    """Another run's service and network, as a real manager lists them: one with --deadline 3600 is still
+    going 40 minutes in (the first removal of stale leftovers each run makes must leave it), one that gave
+    itself 60 s is then long dead. Judged at a time 40 minutes ahead: a real clock cannot wait that long."""
+    import datetime as dt
+
+    import docker
+
+    from netdoctor.swarm.cluster import DEADLINE_LABEL, SwarmGathering
+
+    manager = swarm.client("manager")
+    made = {}
+    try:
+        for name, deadline in (("long", "3600"), ("short", "60")):
+            labels = {RUN_LABEL: f"{name}{RUN_ID}", DEADLINE_LABEL: deadline}
+            made[name] = (manager.services.create(test_image, ["sleep", "600"], name=f"netdoctor-{name}{RUN_ID}",
+                                                  labels=labels, mode=docker.types.ServiceMode("replicated", 0)),
+                          manager.networks.create(f"netdoctor-{name}{RUN_ID}", driver="overlay", labels=labels))
+        gathering = SwarmGathering.__new__(SwarmGathering)
+        gathering.engine = manager
+        gathering._remove_stale(dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=40))
+        services = {s.name for s in manager.services.list(filters={"label": RUN_LABEL})}
+        networks = {n.name for n in manager.networks.list(filters={"label": RUN_LABEL})}
+        assert f"netdoctor-long{RUN_ID}" in services and f"netdoctor-long{RUN_ID}" in networks
+        assert f"netdoctor-short{RUN_ID}" not in services and f"netdoctor-short{RUN_ID}" not in networks
+    finally:
+        for service, network in made.values():
+            for item in (service, network):
+                try:
+                    item.remove()
+                except docker.errors.NotFound:
+                    pass
+        manager.close()
 
 
 def test_lab_of_any_size_comes_down_whole(test_image):

@@ -54,8 +54,15 @@ class NamespaceView:
         """Links, addresses, routes and listening sockets, each kind read when a check first asks for it."""
         return self._facts
 
-    def _dump(self, kind: str, reader: Callable[[], Any]) -> Any:
-        return self._once(kind, lambda: self.worker.call(reader, timeout=CALL_TIMEOUT))
+    def _dump(self, kind: str, reader: Callable[..., Any]) -> Any:
+        # Only the socket is made on the namespace's thread; the dump is read and decoded by the thread asking,
+        # so a host's big link dump does not hold up a sysctl read queued behind it.
+        return self._once(kind, lambda: reader(self._netlink_socket))
+
+    def _netlink_socket(self, protocol: int):
+        from netdoctor import netlink
+
+        return self.worker.call(netlink.open_here, protocol, timeout=CALL_TIMEOUT)
 
     def sysctl(self, key: str) -> str | None:
         return self._once("sysctl " + key, lambda: self.worker.call(read_sysctl, key, timeout=CALL_TIMEOUT))
@@ -69,7 +76,7 @@ class NamespaceView:
         """Read the firewall again, not cached: its counters now (firewall.counters compares two reads)."""
         from netdoctor.firewall import read
 
-        return self.worker.call(read.read, timeout=CALL_TIMEOUT)
+        return read.read(lambda func, *args: self.worker.call(func, *args, timeout=CALL_TIMEOUT))
 
     # Active probes from inside this namespace, each bounded by its own timeout. Checks call these (never
     # the probe modules), so a test can answer them from a script instead of the network.

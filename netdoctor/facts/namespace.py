@@ -1,17 +1,18 @@
 """What a network namespace holds: links, addresses, routes and listening sockets.
 
-The readers must run on a thread inside the namespace (see netns.NamespaceWorker); each makes one kind of
-netlink dump (netdoctor/netlink.py). NamespaceView (netdoctor/facts/__init__.py) reads each kind once per run,
-when a check first asks for it; `gather()` reads all four at once.
+Each reader makes one kind of netlink dump (netdoctor/netlink.py) on sockets of the namespace (made on a
+thread inside it: see netns.NamespaceWorker). NamespaceView (netdoctor/facts/__init__.py) reads each kind
+once per run, when a check first asks for it; `gather()` reads all four at once.
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import socket
 from dataclasses import dataclass, field
 from typing import Any
+
+from netdoctor import ipcache
 
 IFF_UP = 0x1
 TCP_LISTEN = 10
@@ -20,10 +21,6 @@ MAIN_TABLE = 254
 UDP_UNCONNECTED = 7  # UDP sockets report TCP_CLOSE when bound but not connected
 
 
-# Checks ask for the same few addresses and routes thousands of times in a run over many targets, and
-# ipaddress parses in pure Python: each text is parsed once (the objects are immutable).
-_interface = functools.lru_cache(maxsize=4096)(ipaddress.ip_interface)
-_network = functools.lru_cache(maxsize=4096)(functools.partial(ipaddress.ip_network, strict=False))
 
 
 @dataclass(frozen=True)
@@ -55,7 +52,7 @@ class Address:
 
     @property
     def interface(self) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
-        return _interface(f"{self.address}/{self.prefixlen}")
+        return ipcache.interface(f"{self.address}/{self.prefixlen}")
 
     @property
     def is_global_v6(self) -> bool:
@@ -79,7 +76,7 @@ class Route:
 
     @property
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-        return _network("0.0.0.0/0" if self.is_default and self.family == socket.AF_INET
+        return ipcache.network("0.0.0.0/0" if self.is_default and self.family == socket.AF_INET
                         else "::/0" if self.is_default else self.dst)
 
 
@@ -93,11 +90,11 @@ class Listener:
 
     @property
     def loopback_only(self) -> bool:
-        return ipaddress.ip_address(self.address).is_loopback
+        return ipcache.address(self.address).is_loopback
 
     @property
     def wildcard(self) -> bool:
-        return ipaddress.ip_address(self.address).is_unspecified
+        return ipcache.address(self.address).is_unspecified
 
 
 class FactLookups:
@@ -117,9 +114,14 @@ class FactLookups:
     def default_routes(self, family: int = socket.AF_INET) -> list[Route]:
         return sorted((r for r in self.routes if r.family == family and r.is_default), key=lambda r: r.priority)
 
+    def egress_link(self, family: int = socket.AF_INET) -> Link | None:
+        """The device of the default route (the best by metric): this namespace's way out."""
+        defaults = self.default_routes(family)
+        return self.link(index=defaults[0].oif) if defaults and defaults[0].oif else None
+
     def route_to(self, address: str) -> Route | None:
         """Longest-prefix match in the main table (no packet sent, no kernel lookup)."""
-        ip = ipaddress.ip_address(address)
+        ip = ipcache.address(address)
         family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
         candidates = [r for r in self.routes if r.family == family and ip in r.network]
         return max(candidates, key=lambda r: (r.network.prefixlen, -r.priority), default=None)
@@ -147,6 +149,11 @@ class NamespaceFacts(FactLookups):
     addresses: tuple[Address, ...]
     routes: tuple[Route, ...]
     listeners: tuple[Listener, ...]
+
+
+# What _link reads of a link message (the dump leaves the rest undecoded).
+LINK_ATTRIBUTES = ("IFLA_IFNAME", "IFLA_MTU", "IFLA_OPERSTATE", "IFLA_PROMISCUITY", "IFLA_ADDRESS", "IFLA_MASTER",
+                   "IFLA_LINK", "IFLA_LINKINFO")
 
 
 def _link(msg) -> Link:
@@ -188,35 +195,36 @@ def _address(msg) -> Address:
     return Address(msg["index"], msg["family"], msg.get_attr("IFA_ADDRESS"), msg["prefixlen"], msg["scope"])
 
 
-# Each reader runs on a thread inside the namespace (netns.NamespaceWorker) and makes one kind of netlink
-# dump (netdoctor/netlink.py).
+# Each reader makes one kind of netlink dump (netdoctor/netlink.py) of the namespace its sockets come from:
+# `opener` makes them (NamespaceView's opens them on the namespace's thread); without one, the calling
+# thread's namespace.
 
-def read_links() -> tuple[Link, ...]:
+def read_links(opener=None) -> tuple[Link, ...]:
     from netdoctor import netlink
 
-    return tuple(netlink.links(_link))
+    return tuple(netlink.links(_link, opener=opener, attributes=LINK_ATTRIBUTES))
 
 
-def read_addresses() -> tuple[Address, ...]:
+def read_addresses(opener=None) -> tuple[Address, ...]:
     from netdoctor import netlink
 
-    return tuple(netlink.addresses(_address))
+    return tuple(netlink.addresses(_address, opener=opener))
 
 
-def read_routes() -> tuple[Route, ...]:
+def read_routes(opener=None) -> tuple[Route, ...]:
     from netdoctor import netlink
 
     return tuple(route for family in (socket.AF_INET, socket.AF_INET6)
-                 for route in netlink.routes(family, _main_route) if route is not None)
+                 for route in netlink.routes(family, _main_route, table=MAIN_TABLE, opener=opener) if route is not None)
 
 
-def read_listeners() -> tuple[Listener, ...]:
+def read_listeners(opener=None) -> tuple[Listener, ...]:
     from netdoctor import netlink
 
     return tuple(Listener(proto, sock.family, sock.address, sock.port, sock.inode)
                  for family in (socket.AF_INET, socket.AF_INET6)
                  for proto, number, state in (("tcp", socket.IPPROTO_TCP, TCP_LISTEN), ("udp", socket.IPPROTO_UDP, UDP_UNCONNECTED))
-                 for sock in netlink.sockets(family, number, 1 << state))
+                 for sock in netlink.sockets(family, number, 1 << state, opener=opener))
 
 
 def gather() -> NamespaceFacts:

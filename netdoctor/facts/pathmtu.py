@@ -35,7 +35,7 @@ def learned() -> list[LearnedMtu]:
     from netdoctor import netlink
 
     found = []
-    for message in netlink.routes(socket.AF_INET):
+    for message in netlink.routes(socket.AF_INET, cached=True):
         metrics = message.get_attr("RTA_METRICS")
         mtu = metrics.get_attr("RTAX_MTU") if metrics else None
         if not message["flags"] & RTM_F_CLONED or not mtu:

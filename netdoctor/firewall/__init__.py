@@ -15,7 +15,7 @@ from __future__ import annotations
 from netdoctor.firewall.iptables import parse_save
 from netdoctor.firewall.model import (DROPPING, IPTABLES_NFT, LEGACY, NFTABLES, Chain, Firewall, Packet, Parsed,
                                       Rule, Table)
-from netdoctor.firewall.nft import parse_json
+from netdoctor.firewall.nft import adopt_incompatible, parse_json
 from netdoctor.firewall.path import Path, Step, follow
 
 FORWARDED = ("prerouting", "forward", "postrouting")
@@ -26,12 +26,17 @@ FROM_HOST = ("output", "postrouting")
 def from_dumps(iptables: str = "", ip6tables: str = "", legacy: str = "", legacy6: str = "", nft_json: str = "") -> Firewall:
     """A Firewall from dumps as the read module gets them (iptables-nft-save, ip6tables-nft-save,
     iptables-legacy-save, ip6tables-legacy-save, nft -j list ruleset); empty ones are left out."""
-    parts = [parse_save(text, backend, family) for text, backend, family in
-             ((iptables, IPTABLES_NFT, "ip"), (ip6tables, IPTABLES_NFT, "ip6"), (legacy, LEGACY, "ip"),
-              (legacy6, LEGACY, "ip6")) if text]
+    dumps = ((iptables, IPTABLES_NFT, "ip"), (ip6tables, IPTABLES_NFT, "ip6"), (legacy, LEGACY, "ip"), (legacy6, LEGACY, "ip6"))
+    parts = [(family, backend, parse_save(text, backend, family)) for text, backend, family in dumps if text]
     if nft_json:
-        parts.append(parse_json(nft_json))
-    return Firewall(tuple(t for p in parts for t in p.tables), ("constructed",), (), tuple(x for p in parts for x in p.problems))
+        parts.append(("", NFTABLES, parse_json(nft_json)))
+    tables = [t for _, _, p in parts for t in p.tables]
+    problems = [x for _, _, p in parts for x in p.problems]
+    for family, backend, parsed in parts:
+        if backend == IPTABLES_NFT and parsed.notes.get("incompatible"):  # as read.py completes them
+            tables, more = adopt_incompatible(tables, family, parsed.notes["incompatible"], nft_json)
+            problems += more
+    return Firewall(tuple(tables), ("constructed",), (), tuple(problems))
 
 
 __all__ = ["DROPPING", "FORWARDED", "FROM_HOST", "IPTABLES_NFT", "LEGACY", "NFTABLES", "TO_HOST", "Chain", "Firewall",

@@ -23,6 +23,10 @@ from __future__ import annotations
 from netdoctor.firewall.model import NFTABLES, Chain, Firewall, Rule
 
 NFT_TABLE = "docker-bridges"
+# Bridge network options that decide which rules Docker writes for a network (docker network create -o ...).
+MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
+GATEWAY_MODE = "com.docker.network.bridge.gateway_mode_ipv"   # + "4" or "6": nat, nat-unprotected, routed, isolated
+TRUSTED_INTERFACES = "com.docker.network.bridge.trusted_host_interfaces"
 # The chains each layout needs before any network exists (the minimum: 28.0.0 lacked DOCKER-FORWARD).
 REQUIRED_CHAINS = {
     "20.10": ("DOCKER", "DOCKER-USER", "DOCKER-ISOLATION-STAGE-1"),
@@ -61,6 +65,15 @@ def describe_owner(who: str) -> str:
     return {"docker": "Docker's own rule", "docker-user": "a rule in DOCKER-USER (the chain Docker leaves to you)",
             "ufw": "ufw", "firewalld": "firewalld", "tailscale": "Tailscale", "libvirt": "libvirt",
             "kubernetes": "a Kubernetes network plugin"}.get(who, "a rule of this host's own firewall")
+
+
+def gateway_mode(options: dict[str, str], family: int) -> str:
+    return options.get(f"{GATEWAY_MODE}{family}", "nat")
+
+
+def masquerades(options: dict[str, str], family: int) -> bool:
+    """Docker NATs this network's traffic on its way out (the default; not with masquerading off or routed)."""
+    return options.get(MASQUERADE_OPTION) != "false" and gateway_mode(options, family) in ("nat", "nat-unprotected")
 
 
 def missing_chains(firewall: Firewall, layout: str, family: int = 4) -> list[str]:

@@ -43,6 +43,7 @@ def parse_save(text: str, backend: str | None = None, family: str = "ip") -> Par
     backend = backend or backend_of(text) or LEGACY
     problems: list[str] = []
     tables: list[Table] = []
+    incompatible: list[str] = []
     name, policies, order, rules = "", {}, [], {}
 
     def close() -> None:
@@ -62,10 +63,11 @@ def parse_save(text: str, backend: str | None = None, family: str = "ip") -> Par
             if not line or line == "COMMIT":
                 continue
             if line.startswith("#"):
-                # "# Warning: iptables-legacy tables present" is known from /proc (read.py); a table this
-                # iptables cannot show ("incompatible", written by nft) is a problem worth saying
-                if "incompatible" in line:
-                    problems.append(f"{family} line {number}: {line.lstrip('# ')}")
+                # "# Warning: iptables-legacy tables present" is known from /proc (read.py). iptables-nft cannot
+                # show a table (or its base chains) written with nft: "# Table `filter' is incompatible, use 'nft'
+                # tool." / "... contains incompatible base-chains ...", then invents the built-in chains it lacks
+                if "incompatible" in line and "`" in line:
+                    incompatible.append(line.split("`", 1)[1].split("'", 1)[0])
                 continue
             if line.startswith("*"):
                 close()
@@ -95,7 +97,7 @@ def parse_save(text: str, backend: str | None = None, family: str = "ip") -> Par
         except ValueError as exc:
             problems.append(f"{family} line {number}: {exc}: {line[:120]}")
     close()
-    return Parsed(tuple(tables), tuple(problems))
+    return Parsed(tuple(tables), tuple(problems), {"incompatible": incompatible} if incompatible else {})
 
 
 def _counter(text: str) -> tuple[int, int] | None:

@@ -12,9 +12,10 @@ something netdoctor cannot see). A None is never a verdict; the path module repo
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
+
+from netdoctor import ipcache
 
 # Backends, as evidence names them.
 LEGACY = "iptables-legacy"
@@ -27,6 +28,8 @@ DROPPING = ("drop", "reject")
 PRIORITIES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
 # Protocol numbers as rules may write them.
 PROTOCOLS = {"6": "tcp", "17": "udp", "1": "icmp", "58": "ipv6-icmp", "132": "sctp", "icmpv6": "ipv6-icmp"}
+# Where a client's own (ephemeral) port lies: every system picks them above the privileged ports
+EPHEMERAL_PORTS = (1024, 65535)
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class Packet:
 
     `iif`/`oif` "" means no interface (locally generated / delivered locally). `far_outside` lists networks
     an unknown address (src or dst None) is taken NOT to lie in: the far end of forwarded traffic is beyond
-    the host, so a rule about the target's own subnet (or a network around it) does not match it."""
+    the host, so a rule about the target's own subnet (or another network of the host's) does not match it."""
 
     family: int                      # 4 or 6
     src: str | None = None
@@ -53,6 +56,9 @@ class Packet:
     # A reply to a NATed connection: the address conntrack restores at the dstnat priority (-100) of
     # prerouting; before that (raw, mangle) the packet still carries the address it was sent to.
     denat_dst: str | None = None
+    # "sport"/"dport" that is unknown but a client's ephemeral port (EPHEMERAL_PORTS): a rule only about
+    # other ports (--dport 80) does not match it
+    ephemeral: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.family not in (4, 6):
@@ -103,15 +109,15 @@ def _address(which: str):
         if address is None:
             if any(not isinstance(v, tuple) and v.prefixlen == 0 for v in values):
                 return True
-            outside = [ipaddress.ip_network(n, strict=False) for n in packet.far_outside]
-            # a rule about the target's own network (its subnet, or a network around it) is taken as not being
-            # about the far end of its forwarded traffic, which lies beyond the host
-            if outside and all(not isinstance(v, tuple) and any(v.version == o.version and v.overlaps(o) for o in outside)
+            outside = [ipcache.network(n) for n in packet.far_outside]
+            # a rule only about networks the far end is known not to lie in (the target's own subnet, the host's
+            # other networks) does not match traffic to or from beyond the host; a wider one may, in part
+            if outside and all(not isinstance(v, tuple) and any(v.version == o.version and v.subnet_of(o) for o in outside)
                                for v in values):
                 return False
             return None
         try:
-            ip = ipaddress.ip_address(address)
+            ip = ipcache.address(address)
         except ValueError:
             return None
         return any(_in_value(v, ip) for v in values if (v[0] if isinstance(v, tuple) else v).version == ip.version)
@@ -130,7 +136,12 @@ def _port(which: str):
     def test(values, packet: Packet) -> bool | None:
         port = getattr(packet, which)
         if port is None:
-            return None
+            if which not in packet.ephemeral:
+                return None
+            first, last = EPHEMERAL_PORTS
+            if all(high < first or low > last for low, high in values):
+                return False
+            return True if any(low <= first and high >= last for low, high in values) else None
         return any(low <= port <= high for low, high in values)
     return test
 

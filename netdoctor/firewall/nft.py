@@ -12,9 +12,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+from dataclasses import replace
 from typing import Any
 
-from netdoctor.firewall.model import HOOKS, NFTABLES, PRIORITIES, Action, Chain, Match, Parsed, Rule, Table
+from netdoctor.firewall.model import (HOOKS, IPTABLES_NFT, NFTABLES, PRIORITIES, Action, Chain, Match, Parsed, Rule,
+                                      Table)
 
 IPTABLES_TABLES = frozenset({"filter", "nat", "mangle", "raw", "security"})
 VERDICTS = {"accept": "accept", "drop": "drop", "reject": "reject", "return": "return", "continue": "continue",
@@ -27,6 +29,36 @@ NAMED_PROTOCOL = {"ip": "ipv4", "ip6": "ipv6"}
 
 def is_iptables_table(family: str, name: str) -> bool:
     return family in ("ip", "ip6") and name in IPTABLES_TABLES
+
+
+def adopt_incompatible(tables: list[Table], family: str, names: list[str], nft_json: str) -> tuple[list[Table], list[str]]:
+    """Complete iptables-nft-save's view of `family` where it said a table is incompatible (written with nft,
+    e.g. a hand-made `table ip filter` whose base chain is `forward`): iptables-nft then shows none of the
+    table, or only its iptables-style chains plus built-in chains it invents (`:FORWARD ACCEPT`). The chains
+    it showed that really exist are kept as iptables-nft's; the invented ones go; the base chains it could
+    not show come from nft's JSON as native nftables chains, with the table's regular chains (their jumps
+    resolve). Returns the tables and what could not be completed."""
+    native = {t.name: t for t in parse_json(nft_json, skip_iptables_tables=False).tables
+              if t.family == family and t.name in names} if nft_json else {}
+    kept: list[Table] = []
+    shown: dict[str, set[str]] = {}
+    for table in tables:
+        real = native.get(table.name) if table.backend == IPTABLES_NFT and table.family == family else None
+        if real is None:
+            kept.append(table)
+            continue
+        exists = {c.name for c in real.chains}
+        chains = tuple(c for c in table.chains if c.name in exists)
+        shown[table.name] = {c.name for c in chains}
+        if chains:
+            kept.append(replace(table, chains=chains))
+    for name, real in native.items():
+        unseen = tuple(c for c in real.chains if not c.is_base or c.name not in shown.get(name, set()))
+        if any(c.is_base for c in unseen):
+            kept.append(replace(real, chains=unseen))
+    problems = [f"{family} table {name}: iptables-nft calls it incompatible and nft's JSON does not hold it"
+                for name in names if name not in native]
+    return kept, problems
 
 
 def parse_json(text: str, skip_iptables_tables: bool = True) -> Parsed:

@@ -13,10 +13,10 @@ anything (to collect the partial drops inside).
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from netdoctor import ipcache
 from netdoctor.firewall.model import DROPPING, Action, Chain, Firewall, Packet, Rule, iface_matches
 
 MAX_DEPTH = 64  # the kernel refuses loops; this only guards against a malformed dump
@@ -36,7 +36,6 @@ class Step:
     partial_drops: tuple[Rule, ...] = ()       # rules that may drop part of this traffic before the verdict
     partial_accepts: tuple[Rule, ...] = ()     # rules that may accept part of this traffic before the verdict
     translation: Rule | None = None            # the DNAT/SNAT/MASQUERADE rule that rewrote the packet
-    met: tuple[Rule, ...] = ()                 # dropping rules the packet may have met (their counters may move)
     certain: bool = True
 
     @property
@@ -96,10 +95,6 @@ class Path:
 
     def translations(self, kind: str | None = None) -> list[Rule]:
         return [s.translation for s in self.steps if s.translation and (kind is None or s.translation.action.kind == kind)]
-
-    @property
-    def met(self) -> list[Rule]:
-        return [r for s in self.steps for r in s.met]
 
     def accepted_by(self, hook_chain: str | None = None) -> Step | None:
         """The step that accepted the packet where it mattered: the last accepting filter-type base chain."""
@@ -172,7 +167,7 @@ def split_endpoint(text: str) -> tuple[str | None, int | None]:
     address = address.split("-")[0]
     port = port.split("-")[0]
     try:
-        ipaddress.ip_address(address)
+        ipcache.address(address)
     except ValueError:
         address = ""
     return address or None, int(port) if port.isdigit() else None
@@ -186,7 +181,6 @@ class _Walk:
     ignore: Callable[[Rule], bool] | None = None
     partial_drops: list[Rule] = field(default_factory=list)
     partial_accepts: list[Rule] = field(default_factory=list)
-    met: list[Rule] = field(default_factory=list)
     translation: Rule | None = None
 
     def run(self) -> Step:
@@ -198,7 +192,7 @@ class _Walk:
         decided = verdict if verdict in DROPPING else "accept"
         # a drop after a partial accept takes only the traffic that accept left
         return Step(self.base, decided, rule, tuple(self.partial_drops), tuple(self.partial_accepts), self.translation,
-                    tuple(self.met), certain=decided not in DROPPING or not self.partial_accepts)
+                    certain=decided not in DROPPING or not self.partial_accepts)
 
     def chain(self, name: str) -> Chain | None:
         return self.firewall.chain(self.base.backend, self.base.family, self.base.table, name)
@@ -221,7 +215,6 @@ class _Walk:
     def act(self, rule: Rule, action: Action, definite: bool, depth: int):
         kind = action.kind
         if kind in DROPPING:
-            self.met.append(rule)
             if definite:
                 return kind, rule
             self.partial_drops.append(rule)
@@ -264,6 +257,6 @@ def _element_matches(field: str, element, value) -> bool:
     if field in ("sport", "dport"):
         return element[0] <= value <= element[1]
     if field in ("src", "dst"):
-        ip = ipaddress.ip_address(value)
+        ip = ipcache.address(value)
         return (element[0] <= ip <= element[1]) if isinstance(element, tuple) else ip in element
     return element == value

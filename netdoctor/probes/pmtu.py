@@ -5,10 +5,13 @@ A binary search with one DF echo per round (probes/icmp.py), bounded by a time b
    fast (its round trip sets how long later rounds wait for a reply); when it does not, the full size is
    still sent once, since a router on the way may answer it with "fragmentation needed";
 2. the full size (the interface MTU): when it comes back, the path is whole and the search is over;
-3. halving between the largest size that came back and the smallest that did not. A router's
-   "fragmentation needed" names the next-hop MTU: that size is tried next, and what is above it is lost;
-4. once narrowed to one byte without such a message, both bounds are sent again: a black hole loses the
-   larger one again, a lossy path may not (then the result is marked inconsistent).
+3. halving between the largest size that came back and the smallest that did not, while the budget
+   leaves room for step 4. A router's "fragmentation needed" names the next-hop MTU: that size is tried
+   next, and what is above it is lost;
+4. without such a message for the bounds, both are sent again, narrowed to the byte or not (the budget
+   may end the halving first): a black hole loses the larger one again, a lossy path may not (then the
+   result is marked inconsistent); with no time left even for that, it is marked unconfirmed. Only a
+   confirmed boundary is a black hole.
 About a dozen packets. What this measures is the round trip to that destination and nothing else (the
 far end's echo replies may come back fragmented; the forward path is what DF constrains).
 """
@@ -34,7 +37,7 @@ class PmtuResult:
     reported_by: str | None       # that router
     probes_sent: int
     rtt_ms: float | None = None   # of the smallest echo
-    consistent: bool = True       # the bounds held when sent again
+    consistent: bool | None = True  # the bounds held when sent again (False: they did not; None: not sent again)
     detail: str = ""              # unreachable / local errors, when they explain a silence
 
     @property
@@ -57,7 +60,7 @@ class PmtuResult:
             data["router_reported_mtu"] = self.reported_mtu
             data["reported_by"] = self.reported_by
         if not self.consistent:
-            data["consistent"] = False
+            data["consistent"] = self.consistent  # False: they did not hold; None: no time was left to send them again
         if self.detail:
             data["detail"] = self.detail
         return data
@@ -107,18 +110,21 @@ class _Search:
             return self.result(None)
         rtt = time.monotonic() - started
         wait = max(MIN_WAIT, RTT_FACTOR * rtt)
+        confirming = 2 * wait  # kept back for sending both bounds again: a lost echo costs a whole wait
         if self.ceiling > floor and not self.send(self.ceiling, wait):
-            while self.high - self.low > 1 and self.left() > 0:
+            while self.high - self.low > 1 and self.left() > confirming:
                 if self.reported and self.low < self.reported[0] and self.reported[0] + 1 < self.high:
                     self.high = self.reported[0] + 1  # what is above the reported MTU is lost at that router
                     continue
                 self.send(self.next_size(), wait)
-        consistent = True
+        consistent: bool | None = True
         unexplained = self.reported is None or self.low < self.reported[0]  # no router's word for this bound
-        if unexplained and self.high is not None and self.high - self.low == 1 and self.left() > 0:
-            low, high = self.low, self.high
-            consistent = self.send(low, wait) and not self.send(high, wait)
-            self.low, self.high = low, high  # a second look does not move the bounds, it only vouches for them
+        if unexplained and self.high is not None:
+            consistent = None
+            if self.left() > 0:
+                low, high = self.low, self.high
+                consistent = self.send(low, wait) and not self.send(high, wait)
+                self.low, self.high = low, high  # a second look does not move the bounds, it only vouches for them
         return self.result(rtt, consistent)
 
     def result(self, rtt: float | None, consistent: bool = True) -> PmtuResult:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import IO, TYPE_CHECKING, Any
 
 from netdoctor import __version__
-from netdoctor.gate import Gate
-from netdoctor.model import Finding, summarize
 
 if TYPE_CHECKING:  # annotations only: `netdoctor --help` imports this module for FORMATS
+    from netdoctor.gate import Gate
+    from netdoctor.model import Finding
     from netdoctor.targets import Target
 
 FORMATS = ("text", "json", "ndjson", "junit", "sarif", "github")
@@ -19,7 +19,11 @@ class Reporter:
     def __init__(self, stream: IO[str], color: bool = False, gate: Gate | None = None):
         self.stream = stream
         self.color = color
-        self.gate = gate or Gate()  # formats that mark pass/fail per test (junit, text's verdict) follow it
+        if gate is None:
+            from netdoctor.gate import Gate
+
+            gate = Gate()
+        self.gate = gate  # formats that mark pass/fail per test (junit, text's verdict) follow it
         self.targets: list[Target] = []
         self.findings: list[Finding] = []
 
@@ -35,6 +39,8 @@ class Reporter:
 
 def document(targets: list[Target], findings: list[Finding], duration_ms: float) -> dict[str, Any]:
     """The JSON report (schema_version 1): the contract CI tools rely on."""
+    from netdoctor.model import summarize
+
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "netdoctor", "version": __version__},

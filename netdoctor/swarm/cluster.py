@@ -23,6 +23,7 @@ and removing it stops and removes them all.
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import signal
@@ -36,16 +37,19 @@ from netdoctor.errors import BadInput, CannotCheck
 from netdoctor.gate import Gate
 from netdoctor.model import CheckInfo, Finding, Fix, Status, about_run
 from netdoctor.registry import Catalogue
-from netdoctor.request import Request
+from netdoctor.request import DEADLINE_RANGE, Request
 from netdoctor.swarm import engines, node as agent
 from netdoctor.swarm.matrix import Matrix, Node
 from netdoctor.swarm.protocol import VERSION, Decoder, finding_from_dict, on_node, target_from_dict
+from netdoctor.swarm.task import NODE_ENV
 from netdoctor.targets import Target
 
 DEFAULT_IMAGE = "netdoctor:latest"
 RUN_LABEL = "netdoctor.swarm.run"
-STALE_AFTER = 1800          # seconds: a run's service and network older than this were left by a killed run
+DEADLINE_LABEL = "netdoctor.swarm.deadline"  # the run's --deadline, on its service and network: how long it may last
 REMOVAL_TIMEOUT = 30.0      # seconds to wait for Swarm to let go of the network after the service is gone
+STALE_MARGIN = 600.0        # seconds past a run's own end before what it made counts as left by a killed run
+                            # (its clean-up; this machine's clock against the manager's, which stamps CreatedAt)
 POLL = 1.0                  # seconds between two looks at the tasks' states
 AGENT_MARGIN = 5.0          # the node agents give up this much before the manager's deadline, to report it
 LOG_LAG = 10.0              # seconds a completed task's last log lines may take to arrive
@@ -130,16 +134,17 @@ class Gathering:
 
     # --- the run ------------------------------------------------------------------------------------
 
-    def plan(self, swarm: dict | None = None) -> dict:
+    def plan(self, swarm: dict | None = None, engine: dict | None = None) -> dict:
         """What every node agent is asked to do: the request's own choices, minus what only this side does
-        (the config's acceptances and the gate)."""
+        (the config's acceptances and the gate). `engine`: which engine the agent must find behind its socket
+        (node.engine_plan); a Swarm task fills it in for its own node."""
         request, options = self.request, self.request.options
         return {"v": VERSION, "run": self.run_id, "targets": list(request.targets),
                 "selector": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(request.selector).items()},
                 "checks": list(request.checks), "skip": list(request.skip), "explicit": request.explicit,
                 "timeout": options.timeout, "peers": list(options.peers), "probes": list(options.probes),
                 "resolve": list(options.resolve), "node_deadline": max(5.0, request.deadline - AGENT_MARGIN),
-                **({"swarm": swarm} if swarm else {})}
+                **({"swarm": swarm} if swarm else {}), **({"engine": engine} if engine else {})}
 
     def _start(self) -> None:
         raise NotImplementedError
@@ -321,9 +326,14 @@ class EngineGathering(Gathering):
             raise CannotCheck(f"netdoctor's image {self.image} is not on the engine at {self.request.remote.name}: "
                               f"copy it there (`docker save {self.image} | docker -H {self.request.remote.url} load`) "
                               f"or name another with --image") from None
-        name = self.request.remote.context or self.engine.info().get("Name") or self.request.remote.url
+        info = self.engine.info()
+        name = self.request.remote.context or info.get("Name") or self.request.remote.url
         self.nodes[name] = NodeState(name)
-        self.container, stream = agent.start(self.engine, self.image, self.plan())
+        # the agent talks to the engine through a socket mounted from the engine's machine: this engine's own
+        # when -H names it (an engine in a mount namespace of its own does not listen on /var/run/docker.sock
+        # there), and the agent refuses one whose engine is another
+        plan = self.plan(engine=agent.engine_plan(info, self.request.remote.socket_path or agent.SOCKET))
+        self.container, stream = agent.start(self.engine, self.image, plan)
         threading.Thread(target=self._read, args=(name, stream), name=f"engine {name}", daemon=True).start()
 
     def _read(self, name: str, stream) -> None:
@@ -376,7 +386,7 @@ class SwarmGathering(Gathering):
         listed = self._nodes(self.engine.api.nodes())
         self.data_port = data_port = int(self.engine.api.inspect_swarm().get("DataPathPort") or 4789)
         self.name = f"netdoctor-{self.run_id}"
-        labels = {RUN_LABEL: self.run_id}
+        labels = {RUN_LABEL: self.run_id, DEADLINE_LABEL: f"{self.request.deadline:g}"}
         window = max(6.0, 3 * self.request.options.timeout)  # for what does not arrive; the rest ends early
         swarm_plan = {"run": self.run_id, "service": self.name, "network": self.name, "data_port": data_port,
                       "window": window, "nodes": [{"id": s.id, "name": s.name, "addr": s.addr, "manager": s.manager}
@@ -384,7 +394,8 @@ class SwarmGathering(Gathering):
         self.network = self.engine.networks.create(self.name, driver="overlay", internal=True, labels=labels)
         spec = docker.types.ContainerSpec(
             self.image, args=["agent", "swarm-task", "--plan", json.dumps(self.plan(swarm_plan), separators=(",", ":"))],
-            mounts=[docker.types.Mount(agent.SOCKET, agent.SOCKET, type="bind")], labels={agent.AGENT_LABEL: self.run_id})
+            mounts=[docker.types.Mount(agent.SOCKET, agent.SOCKET, type="bind")], labels={agent.AGENT_LABEL: self.run_id},
+            env=[f"{NODE_ENV}={{{{.Node.ID}}}}"])  # Swarm fills in the node: the task checks its socket's engine is it
         template = docker.types.TaskTemplate(
             spec, restart_policy=docker.types.RestartPolicy("none"), networks=[self.name],
             log_driver=docker.types.DriverConfig("json-file", {"max-size": "10m"}))
@@ -496,22 +507,25 @@ class SwarmGathering(Gathering):
                         {s.id: s.row for s in reported}, self.data_port)
         yield from matrix.findings()
 
-    def _remove_stale(self) -> None:
-        """A killed run's service and network (older than STALE_AFTER): they run nothing, but are clutter."""
+    def _remove_stale(self, now=None) -> None:
+        """A killed run's service and network (older than its own deadline allows, see stale_after): they run
+        nothing, but are clutter. Another run still going, however long its --deadline, is left alone.
+        `now`: the time to judge their age at (a datetime; default: now)."""
         import datetime as dt
 
         import docker.errors
 
-        now = dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.timezone.utc)
         for listing, remove in ((self.engine.api.services, self.engine.api.remove_service),
                                 (self.engine.api.networks, self.engine.api.remove_network)):
             for item in listing(filters={"label": RUN_LABEL}):
                 stamp = item.get("CreatedAt") or item.get("Created") or ""  # services say CreatedAt, networks Created
+                labels = item.get("Labels") or (item.get("Spec") or {}).get("Labels") or {}  # networks; services
                 try:
                     created = dt.datetime.fromisoformat(stamp[:19] + "+00:00")
                 except ValueError:
                     continue
-                if (now - created).total_seconds() > STALE_AFTER:
+                if (now - created).total_seconds() > stale_after(labels):
                     try:
                         remove(item["ID"])
                     except docker.errors.APIError:
@@ -541,9 +555,23 @@ class SwarmGathering(Gathering):
                     return [about_run(f"could not remove netdoctor's network {self.name}: {exc.explanation}",
                                       "A node still holds an endpoint on it (a node that stopped answering keeps "
                                       "its task until it comes back). It runs nothing; the next --swarm run removes "
-                                      f"it after {STALE_AFTER // 60} minutes, or remove it: docker network rm {self.name}",
+                                      f"it once it is {stale_after({DEADLINE_LABEL: str(self.request.deadline)}) // 60:.0f} "
+                                      f"minutes old, or remove it: docker network rm {self.name}",
                                       status=Status.WARN, key="leftover")]
                 time.sleep(0.5)
+
+
+def stale_after(labels: dict) -> float:
+    """Seconds after which a run's service or network (with these labels) was left by a run that was killed:
+    past the run's own --deadline and clean-up, and a margin. Without the label (a run of an older netdoctor),
+    the longest --deadline there is."""
+    try:
+        deadline = float(labels[DEADLINE_LABEL])
+    except (KeyError, TypeError, ValueError):
+        deadline = float("nan")
+    if not math.isfinite(deadline) or deadline <= 0:
+        deadline = DEADLINE_RANGE[1]
+    return deadline + REMOVAL_TIMEOUT + STALE_MARGIN
 
 
 def gather(request: Request, catalogue: Catalogue, checks: list[CheckInfo]) -> Gathering:

@@ -35,6 +35,14 @@ class Remote:
     def name(self) -> str:
         return self.context or self.url
 
+    @property
+    def socket_path(self) -> str:
+        """The engine's own Unix socket, as that engine names it (a unix:// address), else ""."""
+        parts = urlsplit(self.url)
+        if parts.scheme != "unix":
+            return ""
+        return parts.path if not parts.netloc else f"/{parts.netloc}{parts.path}"  # unix://var/run/x.sock too
+
 
 def _config_dir() -> Path:
     return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")

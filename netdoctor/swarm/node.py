@@ -25,17 +25,25 @@ from pathlib import Path
 from netdoctor.swarm.protocol import Emitter
 
 AGENT_LABEL = "netdoctor.agent"  # on every container netdoctor starts on a node: never diagnosed, always removed
-SOCKET = "/var/run/docker.sock"
+SOCKET = "/var/run/docker.sock"  # where the agent (and a Swarm task) finds its engine's socket
 CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "NET_RAW"]
+
+
+def engine_plan(info: dict, socket: str = SOCKET) -> dict:
+    """The plan's word on which engine the agent must talk to: the one that starts it (its Info.ID), through
+    `socket` (a path on that engine's machine, as the engine itself sees it), mounted at SOCKET."""
+    return {"id": info.get("ID", ""), "name": info.get("Name", ""), "socket": socket}
 
 
 def start(engine, image: str, plan: dict, task: str | None = None):
     """Create and start the node agent on `engine` (a docker SDK client); returns (container, stream of
-    (stdout, stderr) byte chunks). Attached before it starts, so no output is missed."""
+    (stdout, stderr) byte chunks). Attached before it starts, so no output is missed. The socket mounted is
+    the plan's (engine_plan): the engine's own, wherever it listens."""
     args = ["agent", "node", "--plan", json.dumps(plan, separators=(",", ":"))] + (["--task", task] if task else [])
+    source = (plan.get("engine") or {}).get("socket") or SOCKET
     container = engine.containers.create(
         image, args, name=f"netdoctor-{plan['run']}-node", network_mode="none", pid_mode="host",
-        cap_add=CAPABILITIES, volumes={SOCKET: {"bind": SOCKET, "mode": "rw"}}, auto_remove=True,
+        cap_add=CAPABILITIES, volumes={source: {"bind": SOCKET, "mode": "rw"}}, auto_remove=True,
         labels={AGENT_LABEL: plan["run"]}, stop_signal="SIGINT")
     stream = engine.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
     container.start()
@@ -119,6 +127,12 @@ def diagnose_node(plan: dict, emit: Emitter, task: str | None = None) -> None:
     me = {"id": swarm.get("NodeID") or info.get("ID", ""), "name": info.get("Name", ""),
           "addr": swarm.get("NodeAddr", ""), "engine": info.get("ServerVersion", "")}
     emit("hello", node=me)
+    mismatch = foreign_socket(plan.get("engine") or {}, info, _knows_me(docker))
+    if mismatch:  # another engine's containers and networks, judged against this one's host: refuse
+        emit("plan", targets=[], jobs=[], asked=[], missing=[])
+        emit("error", message=mismatch)
+        emit("done", duration_ms=(time.monotonic() - started) * 1000)
+        return
     targets, asked, missing = choose_targets(plan, docker, me)
     try:
         request = build(targets=targets, checks=plan["checks"] or None, skip=plan["skip"] or None,
@@ -149,6 +163,40 @@ def diagnose_node(plan: dict, emit: Emitter, task: str | None = None) -> None:
             matrix.join()
             emit("row", **row)
     emit("done", duration_ms=(time.monotonic() - started) * 1000, **cost())
+
+
+def _knows_me(docker) -> bool | None:
+    """Whether the engine behind our socket knows this agent's own container (None: we cannot tell which that is)."""
+    from netdoctor.dockerapi import ContainerNotFound
+    from netdoctor.targets import network_owner_id
+
+    own = network_owner_id()
+    if own is None:
+        return None
+    try:
+        docker.container(own)
+        return True
+    except ContainerNotFound:
+        return False
+
+
+def foreign_socket(expected: dict, info: dict, knows_me: bool | None = None) -> str:
+    """Why the engine behind our socket is not the one the plan names, or "" when it is: another Info.ID, or
+    one that does not know the agent's own container (engines of one machine can share an ID: Docker 20.10
+    derives it from /etc/docker/key.json, which every engine started with the same config dir reads)."""
+    if not expected.get("id"):
+        return ""  # a plan of a manager that names no engine
+    other_id = info.get("ID") != expected["id"]
+    if not other_id and knows_me is not False:
+        return ""
+    socket = expected.get("socket") or SOCKET
+    which = (f"the engine {info.get('Name') or '?'} (ID {info.get('ID') or '?'})" if other_id else
+             f"an engine with the same ID ({expected['id']}) that does not know the agent's own container")
+    return (f"the Docker socket netdoctor's agent was given ({socket} on that machine) belongs to {which}, not to "
+            f"{expected.get('name') or '?'} (ID {expected['id']}), the engine that started the agent: its containers "
+            "and networks are another engine's, so nothing was diagnosed. The engine listens elsewhere than that "
+            "path on its machine (it runs in a mount namespace of its own, or on another socket): give its own "
+            "socket, -H unix:///PATH, from its machine")
 
 
 def cost() -> dict:

@@ -13,12 +13,15 @@ agent at once: Swarm removes the task's own container with the service.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import sys
 
 from netdoctor.swarm.node import SOCKET
 from netdoctor.swarm.protocol import Emitter
+
+NODE_ENV = "NETDOCTOR_NODE"  # the service's template {{.Node.ID}}: the node Swarm runs this task on
 
 
 def _stop(signum, frame):
@@ -37,6 +40,13 @@ def main(plan_text: str) -> int:
     engine = docker.DockerClient(base_url=f"unix://{SOCKET}", version="auto", timeout=60)
     agent = None
     try:
+        info = engine.info()
+        mismatch = wrong_node(os.environ.get(NODE_ENV, ""), info)
+        if mismatch:  # another engine would diagnose its own containers against this node's host: refuse
+            emit("error", message=mismatch)
+            emit("done", duration_ms=0)
+            return 0
+        plan = {**plan, "engine": node.engine_plan(info)}  # the agent, started through this socket, checks it too
         me = network_owner_id() or socket.gethostname()
         image = engine.containers.get(me).attrs["Image"]  # exactly the task's image, whatever its tag says now
         agent, stream = node.start(engine, image, plan, task=me)
@@ -58,3 +68,15 @@ def main(plan_text: str) -> int:
             except docker.errors.DockerException:
                 pass  # already gone (auto-remove)
     return 0
+
+
+def wrong_node(node_id: str, info: dict) -> str:
+    """Why the engine behind the task's socket is not the engine of the node Swarm runs the task on, or ""."""
+    here = (info.get("Swarm") or {}).get("NodeID", "")
+    if not node_id or here == node_id:
+        return ""
+    return (f"the Docker socket mounted into netdoctor's task ({SOCKET} on that node) belongs to the engine "
+            f"{info.get('Name') or '?'} (swarm node {here or 'none'}), not to this node's engine ({node_id}): its "
+            "containers and networks are another engine's, so nothing was diagnosed here. The node's dockerd "
+            f"listens elsewhere (in a mount namespace of its own, or on another socket): make its socket {SOCKET} "
+            "on the node")

@@ -184,7 +184,8 @@ def test_explain_names_the_root_causes_a_check_can_follow_from():
     assert "ip_forward `forwarding-off`" in text and "reachability `gateway-silent`" in text
     assert "`firewall-drop*`" in text
     assert "can be the root cause of" in causes.explain("ip_forward")
-    assert causes.explain("ports") == ""
+    assert "firewall `docker-rules-missing`" in causes.explain("ports")  # a published port's share of the wipe
+    assert causes.explain("nosuchcheck") == ""
 
 
 def test_text_report_puts_the_root_cause_first_with_its_consequences_under_it():
@@ -226,6 +227,7 @@ def test_a_diagnosis_links_the_real_checks_findings(monkeypatch):
 
     monkeypatch.setattr(targets, "_sees_host_pids", lambda: True)
     monkeypatch.setattr(targets, "network_owner_id", lambda: None)
+    monkeypatch.setattr(targets, "_runs_here", lambda container: True)  # the fake engine's pids count as ours
     world = FakeWorld()
     world.uplink()
     world.host.sysctls["net.ipv4.ip_forward"] = "0"

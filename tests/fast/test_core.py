@@ -10,8 +10,8 @@ import pytest
 from netdoctor import core, targets
 from netdoctor.config import Accept, Config
 from netdoctor.dockerapi import ContainerNotFound, DockerUnavailable
-from netdoctor.errors import BadInput, CannotCheck
-from netdoctor.model import ABOUT_RUN, ExitCode, Scope, Status
+from netdoctor.errors import BadInput, CannotCheck, ExitCode
+from netdoctor.model import ABOUT_RUN, Scope, Status
 from netdoctor.registry import Catalogue, LoadError, check
 from netdoctor.request import Options, Request, Selector
 from netdoctor.selection import SelectionError
@@ -41,6 +41,7 @@ def on_a_host(monkeypatch):
     """Target resolution as on a host (not inside a container), whatever machine the tests run on."""
     monkeypatch.setattr(targets, "_sees_host_pids", lambda: True)
     monkeypatch.setattr(targets, "network_owner_id", lambda: None)
+    monkeypatch.setattr(targets, "_runs_here", lambda container: True)  # the fake engine's pids count as ours
 
 
 def _world():

@@ -115,8 +115,10 @@ def test_errors_are_named_for_the_user(engine, tmp_path, monkeypatch):
     with pytest.raises(DockerUnavailable, match="not reachable .no socket there: is dockerd running"):
         DockerSession().info()
     monkeypatch.setenv("DOCKER_HOST", "ssh://admin@build-host")
-    with pytest.raises(BadInput, match="unix:// or tcp://"):
+    # never "forward the remote socket here": its containers' pids would name unrelated local processes
+    with pytest.raises(BadInput, match="unix:// or tcp://.*-H ssh://admin@build-host.*--context") as refused:
         DockerSession().info()
+    assert "forward" not in str(refused.value)
 
 
 def test_a_connection_the_engine_closed_is_replaced(engine):
@@ -196,3 +198,82 @@ def test_unusable_tls_files_are_bad_input(tmp_path, monkeypatch):
     monkeypatch.setenv("DOCKER_CERT_PATH", str(tmp_path))  # no ca.pem there
     with pytest.raises(BadInput, match="expected a directory holding ca.pem, cert.pem and key.pem"):
         DockerSession().info()
+
+
+def test_an_engine_whose_pids_are_not_this_machines_is_refused_before_its_pid_is_entered(engine, monkeypatch):
+    """DOCKER_HOST at an engine of another machine (or of another PID namespace): its State.Pid names some
+    unrelated process here, whose namespaces netdoctor must not take for the container's. Process 4242's, or
+    ours (this test's process stands in for the unrelated one): its cgroup and mounts do not name web's id."""
+    import os
+
+    from netdoctor import targets
+
+    monkeypatch.setattr(targets, "_sees_host_pids", lambda: True)  # as on a host, also where the tier runs in a container
+    Engine.routes["/containers/web/json"] = (200, {**WEB, "State": {"Status": "running", "Pid": os.getpid()}})
+    session = DockerSession()
+    host = targets.Target("host", "host", "/proc/1/ns/net")
+    with pytest.raises(targets.ForeignEngine, match=f"does not run web on this machine.*-H {session.address} web") as refused:
+        targets.resolve("web", session, host)
+    assert isinstance(refused.value, BadInput)
+    # a pid that is no process here, while the engine, asked again, still runs web with it: refused too
+    gone = 2 ** 22 + 1  # above any pid_max
+    Engine.routes["/containers/web/json"] = (200, {**WEB, "State": {"Status": "running", "Pid": gone}})
+    Engine.routes[f"/containers/{WEB['Id']}/json"] = Engine.routes["/containers/web/json"]
+    with pytest.raises(targets.ForeignEngine, match=f"its pid {gone} is no process here"):
+        targets.resolve("web", DockerSession(), host)
+    # ... unless web just stopped or restarted: then the target stands, and the run reports it vanished
+    Engine.routes[f"/containers/{WEB['Id']}/json"] = (200, {**WEB, "State": {"Status": "exited", "Pid": 0}})
+    assert targets.resolve("web", DockerSession(), host).netns_path == f"/proc/{gone}/ns/net"
+
+
+def test_the_node_agent_refuses_a_socket_of_another_engine(engine, monkeypatch):
+    """`check -H unix:///run/e28.sock` of an engine in a mount namespace of its own: had the agent been given
+    /var/run/docker.sock there, another engine (the machine's) would answer. It says so, once, and judges
+    nothing: no container or network of that other engine is looked at."""
+    import io
+
+    from netdoctor import targets
+    from netdoctor.swarm import node
+    from netdoctor.swarm.protocol import Decoder, Emitter
+
+    monkeypatch.setattr(targets, "network_owner_id", lambda: None)  # the ID alone tells them apart here
+    Engine.routes["/info"] = (200, {"ID": "SHARED:ID", "Name": "shared-host", "Swarm": {}})
+    plan = {"run": "r1", "targets": ["web"], "selector": {"all": False, "labels": [], "compose_project": None,
+                                                          "networks": []},
+            "checks": [], "skip": [], "timeout": 1.0, "peers": [], "probes": [], "resolve": [],
+            "engine": node.engine_plan({"ID": "E28:ID", "Name": "e28"}, "/run/e28.sock")}
+    out = io.StringIO()
+    node.diagnose_node(plan, Emitter(out))
+    records = Decoder().feed(out.getvalue())
+    assert [r["t"] for r in records] == ["hello", "plan", "error", "done"]
+    assert records[1]["targets"] == [] and records[1]["asked"] == []
+    message = records[2]["message"]
+    assert "/run/e28.sock" in message and "SHARED:ID" in message and "E28:ID" in message and "shared-host" in message
+    assert [path for path, _ in Engine.requests] == ["/info"]
+    # the engine the plan names (or a plan of an older manager, naming none) is accepted
+    assert node.foreign_socket(plan["engine"], {"ID": "E28:ID"}) == node.foreign_socket({}, {"ID": "SHARED:ID"}) == ""
+
+
+def test_the_node_agent_refuses_an_engine_with_the_same_id_that_does_not_know_it(engine, monkeypatch):
+    """Docker 20.10 derives Info.ID from /etc/docker/key.json: engines of one machine sharing that directory
+    (the shared engine and one in a mount namespace of its own) report the same ID. The agent's own container
+    tells them apart: only the engine that started it knows it."""
+    import io
+
+    from netdoctor import targets
+    from netdoctor.swarm import node
+    from netdoctor.swarm.protocol import Decoder, Emitter
+
+    agent_id = "a" * 64
+    monkeypatch.setattr(targets, "network_owner_id", lambda: agent_id)
+    Engine.routes["/info"] = (200, {"ID": "SAME:ID", "Name": "vm", "Swarm": {}})
+    plan = {"run": "r2", "targets": ["web"], "selector": {"all": False, "labels": [], "compose_project": None,
+                                                          "networks": []},
+            "checks": [], "skip": [], "timeout": 1.0, "peers": [], "probes": [], "resolve": [],
+            "engine": node.engine_plan({"ID": "SAME:ID", "Name": "vm"}, "/run/e2010.sock")}
+    out = io.StringIO()
+    node.diagnose_node(plan, Emitter(out))
+    records = Decoder().feed(out.getvalue())
+    assert [r["t"] for r in records] == ["hello", "plan", "error", "done"]
+    assert "does not know the agent's own container" in records[2]["message"]
+    assert [path for path, _ in Engine.requests] == ["/info", f"/containers/{agent_id}/json"]

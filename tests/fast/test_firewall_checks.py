@@ -4,15 +4,13 @@ The rulesets are the fixtures of test_firewall_model.py (real 20.10/28.5 capture
 firewalld-style table); the real faults behind each judgement are built in tests/test_firewall*.py.
 """
 
-from pathlib import Path
-
 import pytest
 
 from netdoctor.facts.processes import Process
 from netdoctor.firewall import from_dumps
 from netdoctor.model import Status
 from tests.fakes import FakeWorld
-from tests.fast.test_firewall_model import FIXTURES, merged_json, text
+from tests.fast.test_firewall_model import FIXTURES, text
 
 BRIDGE = {"com.docker.network.bridge.name": "bridge1"}
 PROXY = ("/usr/sbin/docker-proxy", "-proto", "tcp", "-host-ip", "0.0.0.0", "-host-port", "8080",
@@ -101,9 +99,15 @@ def test_iptables_policy_left_behind_under_the_nftables_backend():
     drops = loud(w.run([c1], ["forward_policy"]))
     assert {f.key for f in drops} == {"firewall-drop:outgoing:bridge1", "firewall-drop:replies:bridge1"}
     assert all("Docker's nftables rules accept it" in f.title for f in drops)
-    assert "iptables -I FORWARD -i bridge1 -j ACCEPT" in drops[0].fix.commands
+    assert drops[0].fix.commands == ("iptables -I FORWARD -i bridge1 -j ACCEPT", "iptables -I FORWARD -o bridge1 -j ACCEPT",
+                                     "# or: iptables -P FORWARD ACCEPT")
     [left] = loud(w.run([w.session().host_target], ["firewall"]))
-    assert left.key == "firewall-drop:iptables-policy" and left.fix.commands == ("iptables -P FORWARD ACCEPT",)
+    assert left.key == "firewall-drop:iptables-policy" and left.fix.commands == drops[0].fix.commands
+    assert left.evidence["bridges_dropped"] == ["bridge1"]
+    # the accepts forward_policy suggests are enough: neither check fails any more (both walk each network's flows)
+    w.host.iptables = ("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+                       "-A FORWARD -i bridge1 -j ACCEPT\n-A FORWARD -o bridge1 -j ACCEPT\nCOMMIT\n")
+    assert loud(w.run([c1], ["forward_policy"])) == [] and loud(w.run([w.session().host_target], ["firewall"])) == []
 
 
 def test_mixed_backends_warn():

@@ -101,3 +101,55 @@ def test_search_stays_within_its_time_budget_when_nothing_answers():
     view = world.namespaces[web.netns_path]
     result = pmtu.search(view, FAR, 1500, 0.2)
     assert result.largest_passed is None and result.probes_sent == 2 and sent == [576, 1500]
+
+
+class _SlowPath:
+    """A destination whose echoes take `rtt` seconds to come back, on a clock of its own (pmtu's `time`):
+    sizes in `lose_once` vanish the first time they are sent (a lossy path), sizes above `limit` always (a
+    black hole). A lost echo costs the whole wait."""
+
+    def __init__(self, rtt: float, lose_once=(), limit: int | None = None):
+        self.now, self.rtt, self.lose_once, self.limit = 0.0, rtt, set(lose_once), limit
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def echo(self, destination, sizes, wait):
+        from netdoctor.probes.icmp import EchoRound
+
+        [size] = sizes
+        result = EchoRound(destination)
+        lost = size in self.lose_once or (self.limit is not None and size > self.limit) or self.rtt > wait
+        self.lose_once.discard(size)
+        self.now += wait if lost else self.rtt
+        if not lost:
+            result.answered.add(size)
+        return result
+
+
+def _slow_search(monkeypatch, path: _SlowPath, timeout: float = 1.0) -> pmtu.PmtuResult:
+    monkeypatch.setattr(pmtu, "time", path)
+    result = pmtu.search(path, FAR, 1500, timeout)
+    assert path.now <= timeout + 1e-9  # within the one --timeout it was given
+    return result
+
+
+def test_a_search_cut_short_by_its_budget_confirms_the_boundary_before_calling_it_a_black_hole(monkeypatch):
+    """A slow round trip (0.1 s: a lost echo costs 0.4 s) and the full size lost once: the budget ends the
+    halving long before it narrows down, and the full size, sent again, comes back: loss, not a limit."""
+    lossy = _slow_search(monkeypatch, _SlowPath(0.1, lose_once={1500}))
+    assert lossy.consistent is False and lossy.smallest_failed == 1500
+    # a real limit on the same slow path is still a black hole: both bounds hold when sent again
+    hole = _slow_search(monkeypatch, _SlowPath(0.1, limit=1280))
+    assert hole.consistent is True and hole.largest_passed <= 1280 < hole.smallest_failed
+    assert not hole.complete  # cut short: the finding says between which sizes the search stopped
+
+
+def test_the_check_reports_loss_and_not_a_black_hole_on_a_slow_lossy_path(monkeypatch):
+    world, web, inside, _ = _world()
+    path = _SlowPath(0.1, lose_once={1500})
+    monkeypatch.setattr(pmtu, "time", path)
+    inside.echo = path.echo
+    found = _by_key(world.run([web], ["mtu"], probes=(f"{FAR}:443",), timeout=1.0))
+    assert f"pmtu-blackhole:{FAR}" not in found
+    assert found[f"pmtu-unstable:{FAR}"].status is Status.INFO

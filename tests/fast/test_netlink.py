@@ -45,3 +45,19 @@ def test_pyroute2_is_not_imported_whole_until_a_name_of_its_package_is_asked_for
     light, whole_before, whole_after, name = int(out[0]), out[1], out[2], out[3]
     assert whole_before == "False" and light < 60  # the message classes only
     assert whole_after == "True" and name == "IPRoute"  # `from pyroute2 import IPRoute` still works
+
+
+def test_a_pyroute2_laid_out_otherwise_is_imported_whole(tmp_path):
+    """A pyroute2 whose message modules only its __init__ makes importable (as 0.6's split packages did):
+    netlink.py cannot skip that __init__, so it falls back to the plain import, and the dumps still work."""
+    real = sys.modules["pyroute2"].__spec__.submodule_search_locations[0]
+    package = tmp_path / "pyroute2"
+    package.mkdir()
+    (package / "__init__.py").write_text(f"__path__.append({real!r})  # the modules live elsewhere\n")
+    code = ("import sys; from netdoctor.facts import namespace; links = namespace.read_links(); "
+            "module = sys.modules['pyroute2']; print(any(l.name == 'lo' for l in links), type(module).__name__, module.__file__)")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *(p for p in sys.path if p)])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment)
+    assert done.returncode == 0, done.stderr
+    found_lo, kind, origin = done.stdout.split()
+    assert found_lo == "True" and kind == "module" and origin == str(package / "__init__.py")

@@ -226,3 +226,52 @@ def test_swarm_targets_may_name_their_node(tmp_path):
     request = build(cwd=tmp_path, swarm=True, targets=["worker1/web", "db", "pid:4242"], image="nd:1", deadline=20)
     assert request.targets == ("worker1/web", "db", "pid:4242")  # pid 4242 is the node's, not checked here
     assert (request.swarm, request.image, request.deadline, request.remote) == (True, "nd:1", 20, None)
+
+
+class _Manager:
+    """What SwarmGathering._remove_stale asks a manager's API: runs' services and networks, as listed."""
+
+    def __init__(self, services: list[dict], networks: list[dict]):
+        self.listed = {"service": services, "network": networks}
+        self.removed: list[str] = []
+
+    def services(self, filters):
+        return self.listed["service"]
+
+    def networks(self, filters):
+        return self.listed["network"]
+
+    def remove_service(self, ident):
+        self.removed.append(ident)
+
+    def remove_network(self, ident):
+        self.removed.append(ident)
+
+
+def test_another_runs_service_lives_as_long_as_its_own_deadline():
+    """A run with --deadline 3600 started 40 minutes ago is still going: another run must not remove its
+    service or network as stale; one that gave itself 60 s, or an unlabelled one from hours ago, was killed."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from netdoctor.swarm.cluster import DEADLINE_LABEL, RUN_LABEL, SwarmGathering
+
+    now = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+
+    def stamp(minutes_ago: float) -> str:  # as the Engine API writes it: nanoseconds, Z
+        return (now - dt.timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
+
+    def service(ident, minutes_ago, deadline=None):
+        labels = {RUN_LABEL: ident, **({DEADLINE_LABEL: deadline} if deadline else {})}
+        return {"ID": ident, "CreatedAt": stamp(minutes_ago), "Spec": {"Name": f"netdoctor-{ident}", "Labels": labels}}
+
+    def network(ident, minutes_ago, deadline=None):
+        labels = {RUN_LABEL: ident, **({DEADLINE_LABEL: deadline} if deadline else {})}
+        return {"Id": ident, "ID": ident, "Created": stamp(minutes_ago), "Labels": labels}
+
+    api = _Manager([service("long", 40, "3600"), service("short", 40, "60"), service("old", 180), service("young", 30)],
+                   [network("long-net", 40, "3600"), network("short-net", 40, "60"), network("old-net", 180)])
+    gathering = SwarmGathering.__new__(SwarmGathering)
+    gathering.engine = SimpleNamespace(api=api)
+    gathering._remove_stale(now)
+    assert sorted(api.removed) == ["old", "old-net", "short", "short-net"]
