@@ -326,7 +326,10 @@ def dns(ctx: CheckContext) -> Iterator[Finding]:
         return
     names = list(dict.fromkeys(ctx.options.peer_names + ctx.options.resolve))
     # the host firewall's counters right before the queries (a lost one is walked on the host's side only)
-    watch = None if ctx.is_host_namespace else layers.watch_drops(ctx)
+    try:
+        watch = None if ctx.is_host_namespace else layers.watch_drops(ctx)
+    except NamespaceError:  # the host's namespace is out of reach (netdoctor in a container without --pid host)
+        watch = None
     results = _query_all(ctx, servers, names)
     for server in servers:
         yield from _server_findings(ctx, server, [r for (s, _), r in results.items() if s == server], wrong.get(server),

@@ -135,12 +135,14 @@ class Engine:
                 raise RuntimeError(f"dockerd {self.version} in {self.name} did not start: "
                                    + (DATA / f"{self.name}.log").read_text()[-2000:])
             time.sleep(0.2)
-        self._load_image()
+        self.load_image()
         return self
 
-    def _load_image(self) -> None:
-        saved = subprocess.run(["docker", "save", TEST_IMAGE], capture_output=True, check=True).stdout
-        subprocess.run(["docker", "-H", self.docker_host, "load"], input=saved, capture_output=True, check=True)
+    def load_image(self, image: str = TEST_IMAGE) -> None:
+        """Copy `image` from the shared engine, streamed: never held in the test process, whose peak memory every
+        process it starts later inherits as its own (tests/test_load.py measures netdoctor's)."""
+        sh("bash", "-c", f"set -o pipefail; docker save {shlex.quote(image)} | "
+                         f"docker -H {shlex.quote(self.docker_host)} load -q")
 
     def start_resolver(self) -> str:
         """Our DNS server on the engine's uplink address: what every container of this engine is given."""

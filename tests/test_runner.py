@@ -68,7 +68,7 @@ def test_facts_are_read_once_per_namespace_and_only_when_asked_for(monkeypatch):
     calls = []
     for kind in ("links", "routes", "listeners"):
         real = getattr(namespace, f"read_{kind}")
-        monkeypatch.setattr(namespace, f"read_{kind}", lambda kind=kind, real=real: calls.append(kind) or real())
+        monkeypatch.setattr(namespace, f"read_{kind}", lambda *args, kind=kind, real=real: calls.append(kind) or real(*args))
     findings = _run(fine, fine_too)
     assert [f.status for f in findings] == [Status.PASS, Status.PASS]
     assert sorted(calls) == ["links", "routes"]  # links shared by both checks; no check asked for listeners

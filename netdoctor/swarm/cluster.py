@@ -527,7 +527,7 @@ class SwarmGathering(Gathering):
                     continue
                 if (now - created).total_seconds() > stale_after(labels):
                     try:
-                        remove(item["ID"])
+                        remove(item.get("ID") or item["Id"])  # services say ID, networks Id
                     except docker.errors.APIError:
                         pass
 
