@@ -16,16 +16,9 @@ import socket
 import struct
 import threading
 
+from netdoctor.probes.icmp import checksum
+
 ECHO_REQUEST, ECHO_REPLY = 8, 0
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
 
 
 def reply_to(request: bytes) -> bytes:

@@ -37,7 +37,7 @@ class EchoRound:
     send_errors: dict[int, str] = field(default_factory=dict)  # size -> local error other than EMSGSIZE
 
 
-def _checksum(data: bytes) -> int:
+def checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -49,7 +49,7 @@ def _checksum(data: bytes) -> int:
 def _echo_request(ident: int, seq: int, size: int) -> bytes:
     payload = bytes(max(0, size - IP_ICMP_HEADERS))
     header = struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, ident, seq)
-    return struct.pack("!BBHHH", ECHO_REQUEST, 0, _checksum(header + payload), ident, seq) + payload
+    return struct.pack("!BBHHH", ECHO_REQUEST, 0, checksum(header + payload), ident, seq) + payload
 
 
 _UNREACH_CODES = {0: "network unreachable", 1: "host unreachable", 3: "port unreachable",
